@@ -153,9 +153,19 @@ func (n *Node) JoinVia(ctx context.Context, addrs []string, token string) error 
 }
 
 // Announce records a node that is waiting to form a cluster with
-// -bootstrap-expect. It is refused once this node holds raft state.
+// -bootstrap-expect. Once this node holds raft state it is refused unless
+// the node is already in the configuration.
 func (n *Node) Announce(req JoinRequest) error {
 	if n.hasRaftState() {
+		// A member of the configuration we formed is welcome: raft will
+		// contact it. Anyone else must join.
+		if cf := n.raft.GetConfiguration(); cf.Error() == nil {
+			for _, s := range cf.Configuration().Servers {
+				if s.ID == raft.ServerID(req.ID) && s.Address == raft.ServerAddress(req.RaftAddr) {
+					return nil
+				}
+			}
+		}
 		return ErrHasState
 	}
 	n.expectMu.Lock()

@@ -461,4 +461,3 @@ func addCount(tx *bolt.Tx, table []byte, delta int64) error {
 func Count(tx *bolt.Tx, table []byte) uint64 {
 	return getUint(tx.Bucket(bCounts), table)
 }
-

@@ -27,6 +27,9 @@ import (
 	"github.com/seedscheduler/schedulerd/httpapi"
 )
 
+// joinTimeout bounds how long -join keeps trying the listed members.
+var joinTimeout = 30 * time.Second
+
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
@@ -168,7 +171,7 @@ func (d *daemon) membership(ctx context.Context) error {
 		if cfg.AdminToken == "" {
 			return errors.New("-join: a new node needs the admin token (SCHEDULERD_ADMIN_TOKEN or -admin-token-file) to join")
 		}
-		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		jctx, cancel := context.WithTimeout(ctx, joinTimeout)
 		defer cancel()
 		if err := node.JoinVia(jctx, cfg.JoinURLs(), cfg.AdminToken); err != nil {
 			return fmt.Errorf("-join: %w", err)
@@ -180,7 +183,7 @@ func (d *daemon) membership(ctx context.Context) error {
 			return nil
 		}
 		d.background(func() {
-			jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			jctx, cancel := context.WithTimeout(ctx, joinTimeout)
 			defer cancel()
 			err := node.JoinVia(jctx, cfg.JoinURLs(), cfg.AdminToken)
 			if errors.Is(err, cluster.ErrClusterMismatch) {
