@@ -50,7 +50,7 @@ type proc struct {
 	code     int
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -65,7 +65,7 @@ type nodeSpec struct {
 	id, dir, httpAddr, raftAddr string
 }
 
-func newSpec(t *testing.T, id string) nodeSpec {
+func newSpec(t testing.TB, id string) nodeSpec {
 	return nodeSpec{id: id, dir: filepath.Join(t.TempDir(), id), httpAddr: freeAddr(t), raftAddr: freeAddr(t)}
 }
 

@@ -55,9 +55,9 @@ type Config struct {
 	// never from a flag, because flags are visible in ps.
 	AdminToken string
 
-	HeartbeatTimeout   time.Duration // default 400ms
-	ElectionTimeout    time.Duration // default 400ms
-	LeaderLeaseTimeout time.Duration // default 200ms
+	HeartbeatTimeout   time.Duration // default 250ms
+	ElectionTimeout    time.Duration // default 250ms
+	LeaderLeaseTimeout time.Duration // default 125ms
 	CommitTimeout      time.Duration // default 5ms
 	SnapshotThreshold  uint64        // default 8192
 	SnapshotInterval   time.Duration // default 30s
@@ -123,9 +123,9 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	fs.BoolVar(&c.Dev, "dev", false, "run a single bootstrapped node with a temporary data dir unless -data-dir is set")
 	fs.StringVar(&c.AdminEmail, "admin-email", "admin@localhost", "email of the initial admin user")
 	fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", "file holding the initial admin token (alternative to "+adminTokenEnvVar+")")
-	fs.DurationVar(&c.HeartbeatTimeout, "raft-heartbeat-timeout", 400*time.Millisecond, "time without leader contact before a follower starts an election (>= 5ms)")
-	fs.DurationVar(&c.ElectionTimeout, "raft-election-timeout", 400*time.Millisecond, "time a candidate waits before restarting an election (>= -raft-heartbeat-timeout)")
-	fs.DurationVar(&c.LeaderLeaseTimeout, "raft-leader-lease-timeout", 200*time.Millisecond, "time a leader stays leader without quorum contact (<= -raft-heartbeat-timeout)")
+	fs.DurationVar(&c.HeartbeatTimeout, "raft-heartbeat-timeout", 250*time.Millisecond, "time without leader contact before a follower starts an election (>= 5ms)")
+	fs.DurationVar(&c.ElectionTimeout, "raft-election-timeout", 250*time.Millisecond, "time a candidate waits before restarting an election (>= -raft-heartbeat-timeout)")
+	fs.DurationVar(&c.LeaderLeaseTimeout, "raft-leader-lease-timeout", 125*time.Millisecond, "time a leader stays leader without quorum contact (<= -raft-heartbeat-timeout)")
 	fs.DurationVar(&c.CommitTimeout, "raft-commit-timeout", 5*time.Millisecond, "maximum delay before an idle leader sends a heartbeat to propagate commits")
 	fs.Uint64Var(&c.SnapshotThreshold, "raft-snapshot-threshold", 8192, "number of new log entries that triggers a raft snapshot")
 	fs.DurationVar(&c.SnapshotInterval, "raft-snapshot-interval", 30*time.Second, "how often to check whether a raft snapshot is due (>= 1s)")

@@ -1,0 +1,310 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/seedscheduler/schedulerd/fsm"
+)
+
+// Benchmarks of the replicated write path on a three-node loopback cluster.
+//
+//	go test -run '^$' -bench . -benchtime 5s ./cmd/schedulerd/
+//
+// Each sub-benchmark reports writes/s and p50/p99 latency; "raw" is
+// raft.Apply on the leader with the same command, the floor the HTTP paths
+// are compared with.
+
+// benchCluster starts three in-process daemons with the production timing
+// defaults and returns them once every member is registered.
+func benchCluster(b *testing.B) []*daemon {
+	b.Helper()
+	specs := []nodeSpec{newSpec(b, "n1"), newSpec(b, "n2"), newSpec(b, "n3")}
+	join := strings.Join([]string{specs[0].httpAddr, specs[1].httpAddr, specs[2].httpAddr}, ",")
+	var ds []*daemon
+	for _, s := range specs {
+		args := []string{"-node-id", s.id, "-data-dir", s.dir, "-http-addr", s.httpAddr, "-raft-addr", s.raftAddr,
+			"-bootstrap-expect", "3", "-join", join, "-log-level", "error"}
+		cfg, err := ParseConfig(args, func(k string) string {
+			if k == "SCHEDULERD_ADMIN_TOKEN" {
+				return testToken
+			}
+			return ""
+		}, io.Discard)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d := &daemon{cfg: cfg, stdout: io.Discard, fatal: make(chan error, 1)}
+		d.log = hclog.NewNullLogger()
+		if err := d.start(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		ds = append(ds, d)
+		b.Cleanup(d.shutdown)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		registered := 0
+		for _, d := range ds {
+			st, err := d.node.Status()
+			if err == nil && st.LeaderID != "" {
+				ok := true
+				for _, m := range st.Members {
+					ok = ok && m.APIAddr != ""
+				}
+				if ok && len(st.Members) == 3 {
+					registered++
+				}
+			}
+		}
+		if registered == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("cluster did not form within 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return ds
+}
+
+
+// latencies collects per-operation durations from many goroutines.
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(d time.Duration) {
+	l.mu.Lock()
+	l.d = append(l.d, d)
+	l.mu.Unlock()
+}
+
+func (l *latencies) report(b *testing.B, elapsed time.Duration) {
+	sort.Slice(l.d, func(i, j int) bool { return l.d[i] < l.d[j] })
+	q := func(p float64) float64 {
+		if len(l.d) == 0 {
+			return 0
+		}
+		return float64(l.d[int(p*float64(len(l.d)-1))].Microseconds()) / 1000
+	}
+	b.ReportMetric(float64(len(l.d))/elapsed.Seconds(), "writes/s")
+	b.ReportMetric(q(0.50), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+// runWriters runs b.N operations split over n goroutines.
+func runWriters(b *testing.B, n int, op func(i int) error) {
+	var next atomic.Int64
+	var failed atomic.Int64
+	lat := &latencies{}
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for w := 0; w < n; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				t0 := time.Now()
+				if err := op(int(i)); err != nil {
+					failed.Add(1)
+					continue
+				}
+				lat.add(time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("%d of %d writes failed", f, b.N)
+	}
+	lat.report(b, elapsed)
+}
+
+func BenchmarkReplicatedWrites(b *testing.B) {
+	ds := benchCluster(b)
+	var leader *daemon
+	var follower *daemon
+	for _, d := range ds {
+		if d.node.IsLeader() {
+			leader = d
+		} else if follower == nil {
+			follower = d
+		}
+	}
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	var seq atomic.Int64
+	post := func(d *daemon) func(int) error {
+		url := "http://" + d.cfg.HTTPAdvertise + "/api/v1/user/token/"
+		return func(int) error {
+			body := fmt.Sprintf(`{"email":"u%d@example.org"}`, seq.Add(1))
+			req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Token "+testToken)
+			resp, err := hc.Do(req)
+			if err != nil {
+				return err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return nil
+		}
+	}
+	raw := func(int) error {
+		n := seq.Add(1)
+		_, _, err := leader.node.ApplyCommand(context.Background(), fsm.CmdIssueToken, fsm.IssueTokenCmd{
+			Username: fmt.Sprintf("u%d@example.org", n), Email: fmt.Sprintf("u%d@example.org", n),
+			TokenDigest: []byte(fmt.Sprintf("%032d", n)), At: time.Now().UTC()})
+		return err
+	}
+	for _, writers := range []int{1, 64} {
+		b.Run(fmt.Sprintf("raw/writers=%d", writers), func(b *testing.B) { runWriters(b, writers, raw) })
+		b.Run(fmt.Sprintf("leader/writers=%d", writers), func(b *testing.B) { runWriters(b, writers, post(leader)) })
+		b.Run(fmt.Sprintf("follower/writers=%d", writers), func(b *testing.B) { runWriters(b, writers, post(follower)) })
+	}
+}
+
+// BenchmarkLeaderKill runs real schedulerd processes: each iteration
+// SIGKILLs the leader and measures the time until a write through a
+// surviving node is accepted, then restarts the killed node.
+//
+//	go test -run '^$' -bench LeaderKill -benchtime 20x ./cmd/schedulerd/
+func BenchmarkLeaderKill(b *testing.B) {
+	bin := filepath.Join(b.TempDir(), "schedulerd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	specs := []nodeSpec{newSpec(b, "n1"), newSpec(b, "n2"), newSpec(b, "n3")}
+	join := strings.Join([]string{specs[0].httpAddr, specs[1].httpAddr, specs[2].httpAddr}, ",")
+	procs := map[string]*exec.Cmd{}
+	logs := b.TempDir()
+	start := func(s nodeSpec) {
+		cmd := exec.Command(bin, "-node-id", s.id, "-data-dir", s.dir, "-http-addr", s.httpAddr, "-raft-addr", s.raftAddr,
+			"-bootstrap-expect", "3", "-join", join, "-log-level", "warn")
+		cmd.Env = append(os.Environ(), "SCHEDULERD_ADMIN_TOKEN="+testToken)
+		f, _ := os.OpenFile(filepath.Join(logs, s.id+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		cmd.Stdout, cmd.Stderr = f, f
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		procs[s.id] = cmd
+	}
+	for _, s := range specs {
+		start(s)
+	}
+	b.Cleanup(func() {
+		for _, c := range procs {
+			c.Process.Signal(syscall.SIGTERM)
+			c.Wait()
+		}
+	})
+	hc := &http.Client{Timeout: 10 * time.Second}
+	get := func(addr, path string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+		req.Header.Set("Authorization", "Token "+testToken)
+		resp, err := hc.Do(req)
+		if err != nil {
+			return -1, ""
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	leaderSpec := func() (nodeSpec, bool) {
+		for _, s := range specs {
+			if code, body := get(s.httpAddr, "/api/v1/cluster/"); code == 200 && strings.Contains(body, `"state":"Leader"`) &&
+				strings.Count(body, `"api_addr":"127.`) == 3 {
+				return s, true
+			}
+		}
+		return nodeSpec{}, false
+	}
+	waitAllReady := func() {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ready := 0
+			for _, s := range specs {
+				if code, _ := get(s.httpAddr, "/readyz"); code == 200 {
+					ready++
+				}
+			}
+			if _, ok := leaderSpec(); ok && ready == 3 {
+				return
+			}
+			if time.Now().After(deadline) {
+				b.Fatal("cluster not ready within 30s")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	var gaps []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		waitAllReady()
+		victim, _ := leaderSpec()
+		var survivor nodeSpec
+		for _, s := range specs {
+			if s.id != victim.id {
+				survivor = s
+				break
+			}
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		procs[victim.id].Process.Kill()
+		procs[victim.id].Wait()
+		for n := 0; ; n++ {
+			body := fmt.Sprintf(`{"email":"kill%d-%d@example.org"}`, i, n)
+			req, _ := http.NewRequest("POST", "http://"+survivor.httpAddr+"/api/v1/user/token/", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Token "+testToken)
+			resp, err := hc.Do(req)
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusCreated {
+					break
+				}
+			}
+			if time.Since(t0) > 30*time.Second {
+				b.Fatalf("no write accepted within 30s of killing %s", victim.id)
+			}
+		}
+		gaps = append(gaps, time.Since(t0))
+		b.StopTimer()
+		start(victim)
+		b.StartTimer()
+	}
+	b.StopTimer()
+	sort.Slice(gaps, func(i, j int) bool { return gaps[i] < gaps[j] })
+	b.ReportMetric(float64(gaps[len(gaps)/2].Milliseconds()), "p50-ms-to-write")
+	b.ReportMetric(float64(gaps[len(gaps)-1].Milliseconds()), "max-ms-to-write")
+	b.ReportMetric(0, "ns/op")
+}
