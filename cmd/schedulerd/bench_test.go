@@ -82,7 +82,6 @@ func benchCluster(b *testing.B) []*daemon {
 	return ds
 }
 
-
 // latencies collects per-operation durations from many goroutines.
 type latencies struct {
 	mu sync.Mutex
