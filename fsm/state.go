@@ -25,8 +25,17 @@ var (
 	BFailedTasks        = []byte("failed_tasks")
 	bNodes              = []byte("nodes")
 
+	bSchedulesByEnabled         = []byte("schedules_by_enabled")
+	bSchedulesByEndpoint        = []byte("schedules_by_endpoint")
+	bSchedulesByEndpointEnabled = []byte("schedules_by_endpoint_enabled")
+	bFailedTasksBySchedule      = []byte("failed_tasks_by_schedule")
+	bRequeueRequests            = []byte("requeue_requests")
+	bWebhooksByEvent            = []byte("webhooks_by_event")
+
 	allBuckets = [][]byte{bMeta, bCounts, BUsers, bUsersByName, BGroups, bGroupsByName, bTokens,
-		BSchedules, BSchedulesByCreated, BWebhooks, BFailedTasks, bNodes}
+		BSchedules, BSchedulesByCreated, BWebhooks, BFailedTasks, bNodes,
+		bSchedulesByEnabled, bSchedulesByEndpoint, bSchedulesByEndpointEnabled,
+		bFailedTasksBySchedule, bRequeueRequests, bWebhooksByEvent}
 )
 
 var (
@@ -184,6 +193,15 @@ func init() {
 	register(CmdRevokeToken, "revoke_token", applyRevokeToken)
 	register(CmdCreateGroup, "create_group", applyCreateGroup)
 	register(CmdAddToGroup, "add_to_group", applyAddToGroup)
+	register(CmdCreateSchedule, "create_schedule", applyCreateSchedule)
+	register(CmdUpdateSchedule, "update_schedule", applyUpdateSchedule)
+	register(CmdDeleteSchedule, "delete_schedule", applyDeleteSchedule)
+	register(CmdAddFailedTask, "add_failed_task", applyAddFailedTask)
+	register(CmdRequeueFailedTasks, "requeue_failed_tasks", applyRequeueFailedTasks)
+	register(CmdFinishRequeue, "finish_requeue", applyFinishRequeue)
+	register(CmdCreateWebhook, "create_webhook", applyCreateWebhook)
+	register(CmdUpdateWebhook, "update_webhook", applyUpdateWebhook)
+	register(CmdDeleteWebhook, "delete_webhook", applyDeleteWebhook)
 }
 
 func applyInit(tx *bolt.Tx, c *InitCmd) (any, []string, error) {

@@ -117,6 +117,12 @@ func (s *Server) routes(rt *mux.Router) {
 	handle("/api/v1/group/", resource{auth: authUser, methods: map[string]http.HandlerFunc{"GET": s.read(s.listGroups)}})
 	handle("/api/v1/group/{id}/", resource{auth: authUser, methods: map[string]http.HandlerFunc{"GET": s.read(s.getGroup)}})
 
+	handle("/api/v1/schedule/", resource{auth: authUser, methods: map[string]http.HandlerFunc{
+		"GET": s.read(s.listSchedules), "POST": s.onLeader(s.createSchedule)}})
+	handle("/api/v1/schedule/{id}/", resource{auth: authUser, methods: map[string]http.HandlerFunc{
+		"GET": s.read(s.getSchedule), "PUT": s.onLeader(s.updateSchedule(true)),
+		"PATCH": s.onLeader(s.updateSchedule(false)), "DELETE": s.onLeader(s.deleteSchedule)}})
+
 	handle("/api/v1/cluster/", resource{auth: authAdmin, methods: map[string]http.HandlerFunc{"GET": s.read(s.clusterStatus)}})
 	// Join authenticates itself: an admin token or the member key.
 	handle(cluster.JoinPath, resource{auth: authNone, methods: map[string]http.HandlerFunc{"POST": s.memberOrAdmin(s.onLeader(s.join))}})
