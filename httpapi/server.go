@@ -123,6 +123,11 @@ func (s *Server) routes(rt *mux.Router) {
 		"GET": s.read(s.getSchedule), "PUT": s.onLeader(s.updateSchedule(true)),
 		"PATCH": s.onLeader(s.updateSchedule(false)), "DELETE": s.onLeader(s.deleteSchedule)}})
 
+	s.webhookRoutes(handle)
+	s.failedTaskRoutes(handle)
+	s.helperRoutes(handle)
+	s.userAdminRoutes(handle)
+
 	handle("/api/v1/cluster/", resource{auth: authAdmin, methods: map[string]http.HandlerFunc{"GET": s.read(s.clusterStatus)}})
 	// Join authenticates itself: an admin token or the member key.
 	handle(cluster.JoinPath, resource{auth: authNone, methods: map[string]http.HandlerFunc{"POST": s.memberOrAdmin(s.onLeader(s.join))}})

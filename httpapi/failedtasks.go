@@ -1,0 +1,4 @@
+package httpapi
+
+// failedTaskRoutes registers the routes of this file.
+func (s *Server) failedTaskRoutes(handle func(path string, res resource)) {}
