@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -348,8 +349,15 @@ func (s *Server) createSchedule(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	by := principalFrom(r).UserID
+	// Version 7 ids grow with time, so new rows append to the end of the
+	// schedules table instead of dirtying a random page each.
+	id, err := uuid.NewV7()
+	if err != nil {
+		writeError(w, fmt.Errorf("new schedule id: %w", err))
+		return
+	}
 	sc := fsm.Schedule{
-		ID: uuid.NewString(), Frequency: p.Frequency, CronDefinition: p.Cron, IntervalDefinition: p.Interval,
+		ID: id.String(), Frequency: p.Frequency, CronDefinition: p.Cron, IntervalDefinition: p.Interval,
 		IntervalAnchor: p.IntervalAnchor, Endpoint: *p.Endpoint, Payload: json.RawMessage("{}"), AuthToken: p.AuthToken,
 		NextSendAt: p.NextSendAt, Enabled: true, CreatedAt: at, CreatedBy: by, UpdatedAt: at, UpdatedBy: by,
 	}
