@@ -105,7 +105,7 @@ func (s *Server) NewHTTPServer() *http.Server {
 
 func (s *Server) routes(rt *mux.Router) {
 	a := fsmAuth{s.node.FSM()}
-	handle := func(path string, res resource) { rt.Handle(path, res.handler(a)) }
+	handle := func(path string, res resource) { rt.Handle(path, s.metrics().instrument(path, res.handler(a))) }
 
 	handle("/healthz/", resource{auth: authNone, methods: map[string]http.HandlerFunc{"GET": s.healthz}})
 	handle("/readyz/", resource{auth: authNone, methods: map[string]http.HandlerFunc{"GET": s.readyz}})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hashicorp/go-hclog"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/seedscheduler/schedulerd/fsm"
 )
@@ -306,4 +309,102 @@ func BenchmarkLeaderKill(b *testing.B) {
 	b.ReportMetric(float64(gaps[len(gaps)/2].Milliseconds()), "p50-ms-to-write")
 	b.ReportMetric(float64(gaps[len(gaps)-1].Milliseconds()), "max-ms-to-write")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkSchedules measures the schedule API at 100k stored schedules:
+// a page of 1000, one schedule, a count (page_size=1), and creates through
+// a follower at 64 clients next to raw raft.Apply of the same command.
+//
+//	go test -run '^$' -bench Schedules -benchtime 2000x ./cmd/schedulerd/
+func BenchmarkSchedules(b *testing.B) {
+	ds := benchCluster(b)
+	var leader, follower *daemon
+	for _, d := range ds {
+		if d.node.IsLeader() {
+			leader = d
+		} else if follower == nil {
+			follower = d
+		}
+	}
+	newSchedule := func(n int64) fsm.Schedule {
+		id, _ := uuid.NewV7()
+		now := time.Now().UTC()
+		return fsm.Schedule{ID: id.String(), CronDefinition: "*/5 * * * *", Endpoint: fmt.Sprintf("http://e%d.example.org/hook", n%100),
+			Payload: json.RawMessage(`{"message":"` + strings.Repeat("x", 180) + `"}`), Enabled: true,
+			CreatedAt: now, UpdatedAt: now, CreatedBy: 1, UpdatedBy: 1}
+	}
+	var seq atomic.Int64
+	raw := func(int) error {
+		_, _, err := leader.node.ApplyCommand(context.Background(), fsm.CmdCreateSchedule,
+			fsm.CreateScheduleCmd{Schedule: newSchedule(seq.Add(1))})
+		return err
+	}
+	const stored = 100_000
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < 64; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq.Load() < stored {
+				if err := raw(0); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.Logf("loaded %d schedules in %v", seq.Load(), time.Since(start))
+
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	get := func(d *daemon, path string) func(int) error {
+		url := "http://" + d.cfg.HTTPAdvertise + path
+		return func(int) error {
+			req, _ := http.NewRequest("GET", url, nil)
+			req.Header.Set("Authorization", "Token "+testToken)
+			resp, err := hc.Do(req)
+			if err != nil {
+				return err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return nil
+		}
+	}
+	var one fsm.Schedule
+	follower.node.FSM().View(func(tx *bolt.Tx) error {
+		p, err := fsm.ListSchedules(tx, fsm.ScheduleFilter{}, nil, false, 1)
+		if err == nil && len(p.Schedules) == 1 {
+			one = p.Schedules[0]
+		}
+		return err
+	})
+	b.Run("page-1000", func(b *testing.B) { runWriters(b, 1, get(follower, "/api/v1/schedule/")) })
+	b.Run("get-one", func(b *testing.B) { runWriters(b, 1, get(follower, "/api/v1/schedule/"+one.ID+"/")) })
+	b.Run("count", func(b *testing.B) { runWriters(b, 1, get(follower, "/api/v1/schedule/?page_size=1&enabled=true")) })
+	create := func(d *daemon) func(int) error {
+		url := "http://" + d.cfg.HTTPAdvertise + "/api/v1/schedule/"
+		body := `{"endpoint": "http://e1.example.org/hook", "cron_definition": "*/5 * * * *", "payload": {"message": "` + strings.Repeat("x", 180) + `"}}`
+		return func(int) error {
+			req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Token "+testToken)
+			resp, err := hc.Do(req)
+			if err != nil {
+				return err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return nil
+		}
+	}
+	b.Run("create-raw/writers=64", func(b *testing.B) { runWriters(b, 64, raw) })
+	b.Run("create-follower/writers=64", func(b *testing.B) { runWriters(b, 64, create(follower)) })
 }

@@ -49,6 +49,9 @@ const (
 // run is the whole daemon; it returns when ctx is cancelled (a signal) or a
 // fatal error stops the node. Tests run several of them in one process.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if code, ok := runAdmin(ctx, args, getenv, stdout, stderr); ok {
+		return code
+	}
 	cfg, err := ParseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
