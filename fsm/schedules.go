@@ -102,8 +102,8 @@ type UpdateScheduleCmd struct {
 	By    uint64        `json:"by,omitempty"`
 }
 
-// DeleteScheduleCmd removes a schedule and its failed-task records;
-// ErrNotFound when missing.
+// DeleteScheduleCmd removes a schedule, its failed-task records and its fire
+// ledger (runs); ErrNotFound when missing.
 type DeleteScheduleCmd struct {
 	ID string `json:"id"`
 }
@@ -327,8 +327,19 @@ func applyCreateSchedule(tx *bolt.Tx, c *CreateScheduleCmd) (any, []string, erro
 	if s.Payload, err = normalizePayload(s.Payload); err != nil {
 		return nil, nil, err
 	}
+	s.SlotsFrom = s.CreatedAt.Unix()
+	hooks, err := WebhooksForEvent(tx, EventScheduleAdded)
+	if err != nil {
+		return nil, nil, err
+	}
 	if err := putSchedule(tx, nil, s); err != nil {
 		return nil, nil, err
+	}
+	if err := enqueueWebhooks(tx, hooks, s); err != nil {
+		return nil, nil, err
+	}
+	if len(hooks) > 0 {
+		return s, []string{s.ID, OutboxEffectKey}, nil
 	}
 	return s, []string{s.ID}, nil
 }
@@ -372,6 +383,12 @@ func applyUpdateSchedule(tx *bolt.Tx, c *UpdateScheduleCmd) (any, []string, erro
 	if p.Enabled != nil {
 		s.Enabled = *p.Enabled
 	}
+	// A new definition applies from the next slot on; a re-enabled schedule
+	// does not fire what fell due while it was disabled.
+	if s.CronDefinition != old.CronDefinition || s.IntervalDefinition != old.IntervalDefinition ||
+		(s.Enabled && !old.Enabled) {
+		s.SlotsFrom = c.At.Unix()
+	}
 	s.UpdatedAt = c.At
 	s.UpdatedBy = c.By
 	if err := putSchedule(tx, &old, s); err != nil {
@@ -391,6 +408,9 @@ func applyDeleteSchedule(tx *bolt.Tx, c *DeleteScheduleCmd) (any, []string, erro
 	}
 	tasks := failedTasksOf(tx, key, ^uint64(0))
 	if err := deleteFailedTasks(tx, key, tasks); err != nil {
+		return nil, nil, err
+	}
+	if err := deleteRunsOf(tx, key); err != nil {
 		return nil, nil, err
 	}
 	if err := deleteSchedule(tx, s, key); err != nil {
@@ -444,27 +464,33 @@ func applyAddFailedTask(tx *bolt.Tx, c *FailedTask) (any, []string, error) {
 	if tx.Bucket(BSchedules).Get(key) == nil {
 		return nil, nil, fmt.Errorf("failed task for schedule %s: %w", c.ScheduleID, ErrNotFound)
 	}
+	t, err := insertFailedTask(tx, key, *c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t.ID, []string{t.ScheduleID}, nil
+}
+
+// insertFailedTask stores a failed task of the existing schedule with key
+// key, under the next id of the table.
+func insertFailedTask(tx *bolt.Tx, key []byte, t FailedTask) (FailedTask, error) {
 	b := tx.Bucket(BFailedTasks)
-	t := *c
 	t.ID = b.Sequence() + 1
 	t.ScheduleID = ScheduleIDFromKey(key)
 	buf, err := json.Marshal(t)
 	if err != nil {
-		return nil, nil, fmt.Errorf("encode failed task: %w", err)
+		return t, fmt.Errorf("encode failed task: %w", err)
 	}
 	if err := b.SetSequence(t.ID); err != nil {
-		return nil, nil, err
+		return t, err
 	}
 	if err := b.Put(u64(t.ID), buf); err != nil {
-		return nil, nil, err
+		return t, err
 	}
 	if err := tx.Bucket(bFailedTasksBySchedule).Put(failedIndexKey(key, t.ID), nil); err != nil {
-		return nil, nil, err
+		return t, err
 	}
-	if err := adjustCount(tx, BFailedTasks, 1); err != nil {
-		return nil, nil, err
-	}
-	return t.ID, []string{t.ScheduleID}, nil
+	return t, adjustCount(tx, BFailedTasks, 1)
 }
 
 func applyRequeueFailedTasks(tx *bolt.Tx, c *RequeueFailedTasksCmd) (any, []string, error) {

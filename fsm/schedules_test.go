@@ -343,6 +343,7 @@ func TestScheduleCommandsApply(t *testing.T) {
 	want.Enabled = false
 	want.UpdatedAt = at
 	want.UpdatedBy = 7
+	want.SlotsFrom = at.Unix() // the definition changed: slots due from the update on
 	if jsonOf(t, u) != jsonOf(t, want) {
 		t.Errorf("updated schedule\n%s\nwant\n%s", jsonOf(t, u), jsonOf(t, want))
 	}

@@ -31,11 +31,15 @@ var (
 	bFailedTasksBySchedule      = []byte("failed_tasks_by_schedule")
 	bRequeueRequests            = []byte("requeue_requests")
 	bWebhooksByEvent            = []byte("webhooks_by_event")
+	bRuns                       = []byte("runs")
+	bRunsPending                = []byte("runs_pending")
+	bWebhookOutbox              = []byte("webhook_outbox")
 
 	allBuckets = [][]byte{bMeta, bCounts, BUsers, bUsersByName, BGroups, bGroupsByName, bTokens,
 		BSchedules, BSchedulesByCreated, BWebhooks, BFailedTasks, bNodes,
 		bSchedulesByEnabled, bSchedulesByEndpoint, bSchedulesByEndpointEnabled,
-		bFailedTasksBySchedule, bRequeueRequests, bWebhooksByEvent}
+		bFailedTasksBySchedule, bRequeueRequests, bWebhooksByEvent,
+		bRuns, bRunsPending, bWebhookOutbox}
 )
 
 var (
@@ -86,6 +90,14 @@ type Schedule struct {
 	UpdatedBy          uint64          `json:"updated_by,omitempty"`
 	Triggered          int64           `json:"triggered"`
 	LastRunAt          *time.Time      `json:"last_run_at"`
+	// LastSlot is the newest slot (unix seconds) claimed for the schedule
+	// through CmdClaimSlots; it only grows.
+	LastSlot int64 `json:"last_slot,omitempty"`
+	// SlotsFrom: only slots strictly after this unix second are due. Set to
+	// the creation time, and to the update time when the cron or interval
+	// definition changes or the schedule is re-enabled. The executor fires
+	// next at spec.Next(max(LastSlot, SlotsFrom)).
+	SlotsFrom int64 `json:"slots_from,omitempty"`
 }
 
 // Webhook is a subscription to a schedule event.

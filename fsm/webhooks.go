@@ -18,6 +18,10 @@ const (
 	CmdDeleteWebhook CommandType = 18
 )
 
+// EventScheduleAdded is the webhook event delivered once for every created
+// schedule (through the webhook outbox, see PendingWebhooks).
+const EventScheduleAdded = "schedule.added"
+
 // maxEventLen bounds an event name so that its index key always fits.
 const maxEventLen = 1024
 

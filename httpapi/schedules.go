@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -62,9 +64,7 @@ func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 func scheduleSpec(s fsm.Schedule) slots.Spec {
 	var spec slots.Spec
 	if s.CronDefinition != "" {
-		if c, err := slots.ParseCron(s.CronDefinition); err == nil {
-			spec.Cron = c
-		}
+		spec.Cron = parsedCron(s.CronDefinition)
 	}
 	if s.IntervalDefinition != "" {
 		if iv, err := slots.ParseInterval(s.IntervalDefinition); err == nil {
@@ -75,12 +75,44 @@ func scheduleSpec(s fsm.Schedule) slots.Spec {
 	return spec
 }
 
+// cronCache keeps parsed definitions: a page of 1000 schedules mostly
+// shares a few, and parsing dominated rendering. It stops growing at
+// cronCacheMax entries (definitions are client input).
+var (
+	cronCache     sync.Map
+	cronCacheSize atomic.Int64
+)
+
+const cronCacheMax = 10_000
+
+func parsedCron(def string) *slots.Cron {
+	if c, ok := cronCache.Load(def); ok {
+		return c.(*slots.Cron)
+	}
+	c, err := slots.ParseCron(def)
+	if err != nil {
+		return nil
+	}
+	if cronCacheSize.Load() < cronCacheMax {
+		if _, loaded := cronCache.LoadOrStore(def, c); !loaded {
+			cronCacheSize.Add(1)
+		}
+	}
+	return c
+}
+
 // nextRunAt is the next slot the schedule will fire, null when it will not.
 func nextRunAt(s fsm.Schedule, at time.Time) any {
 	if !s.Enabled {
 		return nil
 	}
-	next, ok := scheduleSpec(s).Next(at)
+	// Where the executor will search from: after the newest claimed slot
+	// and after the second the definition took effect.
+	from := time.Unix(max(s.LastSlot, s.SlotsFrom), 0)
+	if s.LastSlot == 0 && s.SlotsFrom == 0 {
+		from = at
+	}
+	next, ok := scheduleSpec(s).Next(from)
 	if !ok {
 		return nil
 	}
