@@ -62,6 +62,15 @@ type Config struct {
 	SnapshotThreshold  uint64        // default 8192
 	SnapshotInterval   time.Duration // default 30s
 
+	// Executor (leader only).
+	CatchUpWindow      time.Duration // default 10m
+	DeliveryTimeout    time.Duration // default 30s
+	DeliveryWorkers    int           // default 256
+	RunsRetention      int           // default 100
+	DenyPrivateTargets bool
+	MetricsURL         string
+	WebhookToken       string // only from SCHEDULERD_WEBHOOK_TOKEN (a secret)
+
 	LogLevel string // default "info"; one of trace debug info warn error
 	LogJSON  bool
 
@@ -129,6 +138,12 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	fs.DurationVar(&c.CommitTimeout, "raft-commit-timeout", 5*time.Millisecond, "maximum delay before an idle leader sends a heartbeat to propagate commits")
 	fs.Uint64Var(&c.SnapshotThreshold, "raft-snapshot-threshold", 8192, "number of new log entries that triggers a raft snapshot")
 	fs.DurationVar(&c.SnapshotInterval, "raft-snapshot-interval", 30*time.Second, "how often to check whether a raft snapshot is due (>= 1s)")
+	fs.DurationVar(&c.CatchUpWindow, "catch-up-window", 10*time.Minute, "after a failover, slots that fell due within this window fire late; older ones are recorded as missed and only the newest fires")
+	fs.DurationVar(&c.DeliveryTimeout, "delivery-timeout", 30*time.Second, "timeout of one delivery attempt")
+	fs.IntVar(&c.DeliveryWorkers, "delivery-workers", 256, "deliveries in flight at once on the leader")
+	fs.IntVar(&c.RunsRetention, "runs-retention", 100, "fire-ledger runs kept per schedule")
+	fs.BoolVar(&c.DenyPrivateTargets, "deny-private-targets", false, "refuse deliveries to loopback, private and link-local addresses (checked at connect time)")
+	fs.StringVar(&c.MetricsURL, "metrics-url", "", "seed metrics service base URL (user:pass@ for basic auth); delivery errors are reported to <url>/metrics/")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: "+strings.Join(validLogLevels, ", "))
 	fs.BoolVar(&c.LogJSON, "log-json", false, "write logs as JSON lines instead of text")
 
@@ -227,6 +242,8 @@ func (c *Config) applyDefaults() {
 // Having both is rejected because silently preferring one would leave the
 // operator unsure which token is in effect.
 func (c *Config) loadAdminToken(getenv func(string) string) error {
+	// The token sent to webhook targets is a secret too: environment only.
+	c.WebhookToken = strings.TrimSpace(getenv(configEnvPrefix + "WEBHOOK_TOKEN"))
 	envTok := strings.TrimSpace(getenv(adminTokenEnvVar))
 	if c.AdminTokenFile == "" {
 		c.AdminToken = envTok
@@ -264,6 +281,21 @@ func (c *Config) Validate() error {
 	}
 	if err := c.validateRaftTimings(); err != nil {
 		return err
+	}
+	switch {
+	case c.CatchUpWindow < 0:
+		return errors.New("-catch-up-window must not be negative")
+	case c.DeliveryTimeout <= 0:
+		return errors.New("-delivery-timeout must be positive")
+	case c.DeliveryWorkers < 1:
+		return errors.New("-delivery-workers must be at least 1")
+	case c.RunsRetention < 1:
+		return errors.New("-runs-retention must be at least 1")
+	}
+	if c.MetricsURL != "" {
+		if u, err := url.Parse(c.MetricsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("-metrics-url %q is not an absolute http(s) URL", redactURL(c.MetricsURL))
+		}
 	}
 	if !slices.Contains(validLogLevels, c.LogLevel) {
 		return fmt.Errorf("-log-level %q is not one of %s", c.LogLevel, strings.Join(validLogLevels, ", "))
@@ -521,4 +553,16 @@ func (c *Config) JoinURLs() []string {
 		urls = append(urls, u)
 	}
 	return urls
+}
+
+// redactURL hides a password in a URL shown in an error message.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		if i := strings.LastIndex(raw, "@"); i >= 0 {
+			return "…" + raw[i:]
+		}
+		return raw
+	}
+	return u.Redacted()
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/seedscheduler/schedulerd/cluster"
+	"github.com/seedscheduler/schedulerd/executor"
 	"github.com/seedscheduler/schedulerd/fsm"
 	"github.com/seedscheduler/schedulerd/httpapi"
 )
@@ -90,8 +91,13 @@ type daemon struct {
 	stdout io.Writer
 	fatal  chan error
 
-	tmpDir string
-	node   *cluster.Node
+	tmpDir    string
+	node      *cluster.Node
+	deliverer *executor.Deliverer
+	reporter  *executor.Reporter
+	// retry is the delivery retry policy; zero means the contract's
+	// (tests shorten it).
+	retry  executor.RetryPolicy
 	http   *http.Server
 	served chan struct{}
 	cancel context.CancelFunc
@@ -136,6 +142,14 @@ func (d *daemon) start(ctx context.Context) error {
 	node.AddLeaderService(&firstAdmin{cfg: cfg, node: node, log: d.log.Named("bootstrap"), stdout: d.stdout})
 
 	api := httpapi.New(httpapi.Config{Node: node, Logger: d.log, Version: version, BootstrapToken: cfg.AdminToken})
+	d.deliverer = executor.NewDeliverer(executor.Config{Timeout: cfg.DeliveryTimeout, DenyPrivate: cfg.DenyPrivateTargets,
+		UserAgent: "seed-scheduler/" + version, Logger: d.log.Named("delivery")})
+	d.reporter = executor.NewReporter(cfg.MetricsURL, "", "", d.log.Named("metrics"))
+	node.AddLeaderService(executor.New(executor.Options{
+		Node: node, Deliverer: d.deliverer, Reporter: d.reporter, Metrics: executor.NewMetrics(api.Registry()),
+		Logger: d.log, CatchUpWindow: cfg.CatchUpWindow, Retain: cfg.RunsRetention, Workers: cfg.DeliveryWorkers,
+		WebhookToken: cfg.WebhookToken, Retry: d.retry,
+	}))
 	d.http = api.NewHTTPServer()
 	d.served = make(chan struct{})
 	go func() {
@@ -227,6 +241,10 @@ func (d *daemon) shutdown() {
 			d.log.Warn("close node", "error", err)
 		}
 	}
+	if d.deliverer != nil {
+		d.deliverer.Close()
+	}
+	d.reporter.Close()
 	if d.tmpDir != "" {
 		os.RemoveAll(d.tmpDir)
 	}
