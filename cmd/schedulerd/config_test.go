@@ -150,6 +150,10 @@ func TestParseConfigDefaults(t *testing.T) {
 		CommitTimeout:        5 * time.Millisecond,
 		SnapshotThreshold:    8192,
 		SnapshotInterval:     30 * time.Second,
+		CatchUpWindow:        10 * time.Minute,
+		DeliveryTimeout:      30 * time.Second,
+		DeliveryWorkers:      256,
+		RunsRetention:        100,
 		LogLevel:             "info",
 		httpAdvertiseDerived: true,
 		raftAdvertiseDerived: true,
@@ -342,6 +346,7 @@ func TestValidateHandBuiltConfig(t *testing.T) {
 		AdminEmail: "a@b", HeartbeatTimeout: time.Second, ElectionTimeout: time.Second,
 		LeaderLeaseTimeout: 500 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
 		SnapshotThreshold: 1, SnapshotInterval: time.Second, LogLevel: "warn",
+		DeliveryTimeout: time.Second, DeliveryWorkers: 1, RunsRetention: 1,
 	}
 	err := c.Validate()
 	want := "set -http-advertise when -http-addr listens on all interfaces"
