@@ -181,3 +181,21 @@ func nullableLink(s *string) any {
 	}
 	return *s
 }
+
+// pageLinks builds next/previous from the positions of a page's first and
+// last rows (nil when there is nothing on that side).
+func pageLinks(r *http.Request, positions [][]byte, hasBefore, hasAfter bool) (next, prev *string) {
+	n := len(positions)
+	if n == 0 {
+		return nil, nil
+	}
+	if hasAfter {
+		u := pageURL(r, cursor{Position: positions[n-1]})
+		next = &u
+	}
+	if hasBefore {
+		u := pageURL(r, cursor{Position: positions[0], Reverse: true})
+		prev = &u
+	}
+	return next, prev
+}

@@ -527,16 +527,6 @@ func (s *Server) listSchedules(w http.ResponseWriter, r *http.Request) {
 	for _, sc := range page.Schedules {
 		results = append(results, s.renderSchedule(r, sc, at))
 	}
-	var next, prev *string
-	if n := len(page.Positions); n > 0 {
-		if page.HasAfter {
-			u := pageURL(r, cursor{Position: page.Positions[n-1]})
-			next = &u
-		}
-		if page.HasBefore {
-			u := pageURL(r, cursor{Position: page.Positions[0], Reverse: true})
-			prev = &u
-		}
-	}
+	next, prev := pageLinks(r, page.Positions, page.HasBefore, page.HasAfter)
 	writeJSON(w, http.StatusOK, pageBody(page.Count, next, prev, results))
 }

@@ -123,6 +123,7 @@ func (s *Server) routes(rt *mux.Router) {
 		"GET": s.read(s.getSchedule), "PUT": s.onLeader(s.updateSchedule(true)),
 		"PATCH": s.onLeader(s.updateSchedule(false)), "DELETE": s.onLeader(s.deleteSchedule)}})
 
+	handle("/api/v1/schedule/{id}/runs/", resource{auth: authUser, methods: map[string]http.HandlerFunc{"GET": s.read(s.listRuns)}})
 	s.webhookRoutes(handle)
 	s.failedTaskRoutes(handle)
 	s.helperRoutes(handle)

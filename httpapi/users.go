@@ -249,16 +249,7 @@ func (s *Server) listTable(w http.ResponseWriter, r *http.Request, table []byte,
 			}
 			results = append(results, item)
 		}
-		if len(p.Keys) > 0 {
-			if p.HasAfter {
-				u := pageURL(r, cursor{Position: append([]byte(nil), p.Keys[len(p.Keys)-1]...)})
-				next = &u
-			}
-			if p.HasBefore {
-				u := pageURL(r, cursor{Position: append([]byte(nil), p.Keys[0]...), Reverse: true})
-				prev = &u
-			}
-		}
+		next, prev = pageLinks(r, p.Keys, p.HasBefore, p.HasAfter)
 		return nil
 	})
 	if err != nil {
