@@ -163,7 +163,9 @@ type retry struct {
 	slot    int64
 	attempt int
 	at      time.Time
-	requeue bool
+	// base is the number of attempts made before a requeue re-opened the
+	// run: the retry budget counts from there.
+	base int
 }
 
 type retryHeap []retry
@@ -247,8 +249,7 @@ func (t *term) load() error {
 		if r.State == fsm.RunRetrying && r.NextAttemptAt != nil && r.NextAttemptAt.After(now) {
 			at = *r.NextAttemptAt
 		}
-		heap.Push(&t.retries, retry{id: r.ScheduleID, slot: r.Slot, attempt: len(r.Attempts) + 1, at: at,
-			requeue: r.Kind == fsm.RunKindRequeue})
+		heap.Push(&t.retries, retry{id: r.ScheduleID, slot: r.Slot, attempt: len(r.Attempts) + 1, at: at, base: r.RequeuedAfter})
 	}
 	t.e.log.Info("executor started", "schedules", len(t.heap), "in_flight", len(pending))
 	return nil
@@ -432,7 +433,7 @@ func (t *term) fireDue(now time.Time) {
 		res, _ := resp.(fsm.ClaimResult)
 		for i, c := range claims {
 			if i < len(res.Accepted) && res.Accepted[i] {
-				t.deliver(c.ScheduleID, c.Slot, 1, false, now)
+				t.deliver(retry{id: c.ScheduleID, slot: c.Slot, attempt: 1}, now)
 			}
 		}
 		// The claim changed LastSlot (and maybe disabled the schedule):
@@ -455,12 +456,12 @@ func (t *term) apply(ct fsm.CommandType, payload any) (any, error) {
 func (t *term) retryDue(now time.Time) {
 	for len(t.retries) > 0 && !t.retries[0].at.After(now) {
 		r := heap.Pop(&t.retries).(retry)
-		t.deliver(r.id, r.slot, r.attempt, r.requeue, now)
+		t.deliver(r, now)
 	}
 }
 
 // deliver runs one attempt on the worker pool.
-func (t *term) deliver(id string, slot int64, attempt int, requeue bool, now time.Time) {
+func (t *term) deliver(r retry, now time.Time) {
 	select {
 	case t.sem <- struct{}{}:
 	case <-t.ctx.Done():
@@ -470,12 +471,13 @@ func (t *term) deliver(id string, slot int64, attempt int, requeue bool, now tim
 	go func() {
 		defer t.wg.Done()
 		defer func() { <-t.sem }()
-		t.attempt(id, slot, attempt, requeue)
+		t.attempt(r)
 	}()
 }
 
-func (t *term) attempt(id string, slot int64, n int, requeue bool) {
+func (t *term) attempt(r retry) {
 	e := t.e
+	id, slot, n := r.id, r.slot, r.attempt
 	var s fsm.Schedule
 	err := e.f.View(func(tx *bolt.Tx) (err error) {
 		s, err = fsm.GetSchedule(tx, id)
@@ -510,14 +512,14 @@ func (t *term) attempt(id string, slot int64, n int, requeue bool) {
 	switch {
 	case res.OK():
 		out.State = fsm.RunDelivered
-	case n < e.cfg.Retry.Attempts:
+	case n-r.base < e.cfg.Retry.Attempts:
 		out.State = fsm.RunRetrying
 		a.Error = res.Err.Error()
 		next := started.Add(e.cfg.Retry.Delay(n, rand.Float64())).UTC()
 		out.NextAttemptAt = &next
 		out.Attempt = a
 		select {
-		case t.retryCh <- retry{id: id, slot: slot, attempt: n + 1, at: next, requeue: requeue}:
+		case t.retryCh <- retry{id: id, slot: slot, attempt: n + 1, at: next, base: r.base}:
 		case <-t.ctx.Done():
 		}
 	default:
@@ -598,10 +600,9 @@ func (t *term) runRequeues(reqs []fsm.RequeueRequest) {
 			ids = fsm.FailedScheduleIDs(tx, req.MaxTaskID)
 			return nil
 		})
-		slot := req.RequestedAt.Unix()
 		var claims []fsm.Claim
 		for _, id := range ids {
-			claims = append(claims, fsm.Claim{ScheduleID: id, Slot: slot, Requeue: true})
+			claims = append(claims, fsm.Claim{ScheduleID: id, Requeue: true})
 		}
 		now := t.now()
 		if len(claims) > 0 {
@@ -611,8 +612,18 @@ func (t *term) runRequeues(reqs []fsm.RequeueRequest) {
 			}
 			res, _ := resp.(fsm.ClaimResult)
 			for i, c := range claims {
-				if i < len(res.Accepted) && res.Accepted[i] {
-					t.deliver(c.ScheduleID, c.Slot, 1, true, now)
+				if i >= len(res.Accepted) || !res.Accepted[i] {
+					continue
+				}
+				// The failed run is re-opened: same slot and key, attempts
+				// numbered on from its history.
+				var run fsm.Run
+				err := t.e.f.View(func(tx *bolt.Tx) (err error) {
+					run, err = fsm.GetRun(tx, c.ScheduleID, res.Slots[i])
+					return err
+				})
+				if err == nil {
+					t.deliver(retry{id: c.ScheduleID, slot: run.Slot, attempt: len(run.Attempts) + 1, base: run.RequeuedAfter}, now)
 				}
 			}
 		}

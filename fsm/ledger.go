@@ -79,6 +79,9 @@ type Run struct {
 	ClaimedAt     time.Time  `json:"claimed_at"`
 	Attempts      []Attempt  `json:"attempts,omitempty"`
 	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+	// RequeuedAfter is the number of attempts the run had when a requeue
+	// re-opened it: the retry budget counts from there.
+	RequeuedAfter int `json:"requeued_after,omitempty"`
 }
 
 // Pending reports whether the run is still in flight (claimed or retrying).
@@ -108,6 +111,9 @@ type ClaimSlotsCmd struct {
 // ClaimResult is the response of CmdClaimSlots: Accepted[i] answers Claims[i].
 type ClaimResult struct {
 	Accepted []bool
+	// Slots[i] is the slot claimed by claim i: the claim's own slot, or for
+	// an accepted requeue claim the slot of the failed run it re-opened.
+	Slots []int64
 }
 
 // Outcome records one attempt of a pending run. State is RunDelivered,
@@ -215,10 +221,18 @@ func insertRun(tx *bolt.Tx, schedKey []byte, r Run) error {
 // accepted when the schedule exists, is enabled and has no run at that key;
 // it leaves LastSlot and Triggered alone. Negative slots are refused.
 func applyClaimSlots(tx *bolt.Tx, c *ClaimSlotsCmd) (any, []string, error) {
-	res := ClaimResult{Accepted: make([]bool, len(c.Claims))}
+	res := ClaimResult{Accepted: make([]bool, len(c.Claims)), Slots: make([]int64, len(c.Claims))}
 	var touched [][]byte
 	for i, cl := range c.Claims {
-		key, ok, err := claimSlot(tx, c.At, cl)
+		var key []byte
+		var ok bool
+		var err error
+		res.Slots[i] = cl.Slot
+		if cl.Requeue {
+			key, res.Slots[i], ok, err = reopenFailedRun(tx, c.At, cl.ScheduleID)
+		} else {
+			key, ok, err = claimSlot(tx, c.At, cl)
+		}
 		if err != nil {
 			return nil, nil, err
 		}
@@ -255,13 +269,6 @@ func claimSlot(tx *bolt.Tx, at time.Time, cl Claim) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	run := Run{ScheduleID: s.ID, Slot: cl.Slot, Kind: RunKindSlot, State: RunClaimed, ClaimedAt: at}
-	if cl.Requeue {
-		if exists {
-			return nil, false, nil
-		}
-		run.Kind = RunKindRequeue
-		return key, true, insertRun(tx, key, run)
-	}
 	if cl.Slot <= s.LastSlot || cl.Slot <= s.SlotsFrom ||
 		(s.Frequency != nil && s.Triggered >= *s.Frequency) ||
 		(exists && existing.Pending()) {
@@ -669,4 +676,43 @@ func PendingWebhooks(tx *bolt.Tx, limit int) ([]OutboxEntry, error) {
 // PendingWebhooksCount returns the number of webhook outbox entries.
 func PendingWebhooksCount(tx *bolt.Tx) uint64 {
 	return getUint(tx.Bucket(bCounts), bWebhookOutbox)
+}
+
+// reopenFailedRun serves a requeue claim: the newest failed run of an
+// enabled schedule goes back to claimed, so the same slot is delivered again
+// with the same Idempotency-Key and a fresh retry budget. A schedule without
+// a failed run in its ledger (pruned, or never failed) is refused.
+func reopenFailedRun(tx *bolt.Tx, at time.Time, scheduleID string) ([]byte, int64, bool, error) {
+	key, err := ScheduleKey(scheduleID)
+	if err != nil {
+		return nil, 0, false, nil
+	}
+	s, err := getScheduleByKey(tx, key)
+	if errors.Is(err, ErrNotFound) || (err == nil && !s.Enabled) {
+		return nil, 0, false, nil
+	}
+	if err != nil {
+		return nil, 0, false, err
+	}
+	c := tx.Bucket(bRuns).Cursor()
+	// Runs of a schedule are keyed by slot: start after its last one and
+	// walk back to its newest failed run.
+	k, v := c.Seek(concat(key, bytes.Repeat([]byte{0xff}, slotKeyLen)))
+	if k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
+	}
+	for ; k != nil && bytes.HasPrefix(k, key); k, v = c.Prev() {
+		var r Run
+		if err := json.Unmarshal(v, &r); err != nil {
+			return nil, 0, false, fmt.Errorf("decode run %x: %w", k, err)
+		}
+		if r.State != RunFailed {
+			continue
+		}
+		r.State, r.Kind, r.ClaimedAt, r.NextAttemptAt, r.RequeuedAfter = RunClaimed, RunKindRequeue, at, nil, len(r.Attempts)
+		return key, r.Slot, true, putRun(tx, bytes.Clone(k), r)
+	}
+	return nil, 0, false, nil
 }

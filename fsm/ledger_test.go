@@ -355,42 +355,30 @@ func TestRequeueClaims(t *testing.T) {
 	id, off := testID(1), testID(2)
 	a.must(CmdCreateSchedule, CreateScheduleCmd{Schedule: newSchedule(id, t0, "http://a.example/", true)})
 	a.must(CmdCreateSchedule, CreateScheduleCmd{Schedule: newSchedule(off, t0, "http://a.example/", false)})
-	a.claim(0, Claim{ScheduleID: id, Slot: base + 60})
+	a.claim(0, Claim{ScheduleID: id, Slot: base + 30}, Claim{ScheduleID: id, Slot: base + 60})
+	a.outcome(Outcome{ScheduleID: id, Slot: base + 30, State: RunFailed, TaskID: "t1", Reason: "boom",
+		Attempt: Attempt{N: 1, At: t0, Status: 500}})
+	a.outcome(delivered(id, base+60, 1, t0))
 
+	// A requeue re-opens the newest failed run (its slot, its key); the
+	// claim's own slot is ignored. One failed run can be re-opened once.
 	got := a.claim(0,
-		Claim{ScheduleID: id, Slot: base + 30, Requeue: true},  // before LastSlot: fine for a requeue
-		Claim{ScheduleID: id, Slot: base + 30, Requeue: true},  // same key again
-		Claim{ScheduleID: id, Slot: base + 60, Requeue: true},  // the key of a slot run
-		Claim{ScheduleID: off, Slot: base + 30, Requeue: true}, // disabled
-		Claim{ScheduleID: testID(9), Slot: base + 30, Requeue: true},
-		Claim{ScheduleID: id, Slot: base + 90, Requeue: true},
+		Claim{ScheduleID: id, Slot: base + 999, Requeue: true},
+		Claim{ScheduleID: id, Requeue: true},
+		Claim{ScheduleID: off, Requeue: true},
+		Claim{ScheduleID: testID(9), Requeue: true},
 	)
-	if fmt.Sprint(got) != "[true false false false false true]" {
-		t.Errorf("requeue claims = %v, want [true false false false false true]", got)
+	if fmt.Sprint(got) != "[true false false false]" {
+		t.Errorf("requeue claims = %v, want [true false false false]", got)
 	}
 	r := a.run(id, base+30)
-	if r.Kind != RunKindRequeue || r.State != RunClaimed {
-		t.Errorf("requeue run = %+v", r)
+	if r.Kind != RunKindRequeue || r.State != RunClaimed || r.RequeuedAfter != 1 || len(r.Attempts) != 1 {
+		t.Errorf("re-opened run = %+v", r)
 	}
-	if s := a.schedule(id); s.LastSlot != base+60 || s.Triggered != 1 {
-		t.Errorf("requeues moved last slot to %d, triggered to %d; want %d, 1", s.LastSlot, s.Triggered, base+60)
+	if s := a.schedule(id); s.LastSlot != base+60 || s.Triggered != 2 {
+		t.Errorf("requeue moved last slot to %d, triggered to %d; want %d, 2", s.LastSlot, s.Triggered, base+60)
 	}
-	// A normal slot whose key a requeue occupies waits while the requeue is
-	// in flight, then replaces it.
-	if got := a.claim(0, Claim{ScheduleID: id, Slot: base + 90}); got[0] {
-		t.Errorf("claim of a slot whose requeue is in flight accepted")
-	}
-	a.outcome(delivered(id, base+90, 1, t0.Add(2*time.Hour)))
-	if got := a.claim(0, Claim{ScheduleID: id, Slot: base + 90}); !got[0] {
-		t.Errorf("claim of a slot whose requeue is finished refused")
-	}
-	if r := a.run(id, base+90); r.Kind != RunKindSlot || r.State != RunClaimed || len(r.Attempts) != 0 {
-		t.Errorf("slot run replacing a requeue = %+v", r)
-	}
-	if s := a.schedule(id); s.LastSlot != base+90 || s.Triggered != 2 {
-		t.Errorf("last slot %d triggered %d, want %d 2", s.LastSlot, s.Triggered, base+90)
-	}
-	if got, want := a.slotsOf(id), "90:claimed 60:claimed 30:claimed"; got != want {
+	if got, want := a.slotsOf(id), "60:delivered 30:claimed"; got != want {
 		t.Errorf("runs = %q, want %q", got, want)
 	}
 	checkLedger(t, a.f)
@@ -1052,7 +1040,16 @@ func TestRandomLedgerOperations(t *testing.T) {
 					st, has := s.runs[slot]
 					ok := s.exists && s.enabled
 					if req {
-						ok = ok && !has
+						newest := int64(-1)
+						for sl, st := range s.runs {
+							if st == RunFailed && sl > newest {
+								newest = sl
+							}
+						}
+						ok = ok && newest >= 0
+						if ok {
+							slot = newest
+						}
 					} else {
 						ok = ok && slot > s.last && slot > s.from && (s.freq == 0 || s.trig < s.freq) &&
 							!(has && (st == RunClaimed || st == RunRetrying))
