@@ -34,13 +34,13 @@ func TestPlanCatchUp(t *testing.T) {
 	everySecond := mustSpec(t, "", "1 seconds", time.Unix(base, 0))
 	everyMinute := mustSpec(t, "* * * * *", "", time.Time{})
 	cases := []struct {
-		name        string
-		spec        slots.Spec
-		first, now  int64
-		window      time.Duration
-		fire, miss  string
-		next        int64
-		ok          bool
+		name       string
+		spec       slots.Spec
+		first, now int64
+		window     time.Duration
+		fire, miss string
+		next       int64
+		ok         bool
 	}{
 		{"on time", everySecond, base + 5, base + 5, 10 * time.Minute, "[5]", "[]", base + 6, true},
 		{"three late, all in the window", everySecond, base + 5, base + 7, 10 * time.Minute, "[5 6 7]", "[]", base + 8, true},
