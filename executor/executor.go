@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -107,6 +108,11 @@ func (e *Executor) onChange(c fsm.Change) {
 		}
 	}
 	e.mu.Unlock()
+	e.poke()
+}
+
+// poke wakes the loop without blocking.
+func (e *Executor) poke() {
 	select {
 	case e.wake <- struct{}{}:
 	default:
@@ -195,6 +201,8 @@ type term struct {
 	retryCh chan retry
 	flushed chan struct{}
 	loading bool
+	// outboxBusy: a batch of webhook notifications is being delivered.
+	outboxBusy atomic.Bool
 }
 
 // RunLeader implements cluster.LeaderService: it runs until ctx ends.
@@ -633,8 +641,16 @@ func (t *term) runRequeues(reqs []fsm.RequeueRequest) {
 	}
 }
 
-// deliverOutbox sends pending schedule.added notifications.
+// deliverOutbox sends pending schedule.added notifications, one batch at a
+// time: a batch still in flight is not read again (that would send twice);
+// when it finishes, the outbox is looked at once more.
 func (t *term) deliverOutbox() {
+	if !t.outboxBusy.CompareAndSwap(false, true) {
+		t.e.mu.Lock()
+		t.e.outbox = true
+		t.e.mu.Unlock()
+		return
+	}
 	var entries []fsm.OutboxEntry
 	hooks := map[uint64]fsm.Webhook{}
 	schedules := map[string]fsm.Schedule{}
@@ -652,11 +668,19 @@ func (t *term) deliverOutbox() {
 		return err
 	})
 	if len(entries) == 0 {
+		t.outboxBusy.Store(false)
 		return
 	}
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
+		defer func() {
+			t.outboxBusy.Store(false)
+			t.e.mu.Lock()
+			t.e.outbox = true
+			t.e.mu.Unlock()
+			t.e.poke()
+		}()
 		var done []uint64
 		for _, en := range entries {
 			h, okH := hooks[en.HookID]

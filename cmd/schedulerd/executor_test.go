@@ -272,6 +272,7 @@ func TestFailoverDeliversEverySlot(t *testing.T) {
 		}
 		return false
 	})
+	waitFor(t, "the first admin", 10*time.Second, func() bool { return call(t, "GET", leader.url("/api/v1/"), testToken, nil).status == 200 })
 	var ids []string
 	for i := 0; i < 5; i++ {
 		sc := createSchedule(t, baseURL(leader), map[string]any{"endpoint": sk.srv.URL + fmt.Sprintf("/s%d", i), "cron_definition": "* * * * * * *"})
