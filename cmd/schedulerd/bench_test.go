@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -407,4 +408,158 @@ func BenchmarkSchedules(b *testing.B) {
 	}
 	b.Run("create-raw/writers=64", func(b *testing.B) { runWriters(b, 64, raw) })
 	b.Run("create-follower/writers=64", func(b *testing.B) { runWriters(b, 64, create(follower)) })
+}
+
+// fireSink counts deliveries and records each one's lateness.
+type fireSink struct {
+	mu   sync.Mutex
+	late []time.Duration
+	keys map[string]int
+	srv  *httptest.Server
+}
+
+func newFireSink(b *testing.B) *fireSink {
+	s := &fireSink{keys: map[string]int{}}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		at := time.Now()
+		io.Copy(io.Discard, r.Body)
+		slot, err := time.Parse(time.RFC3339, r.Header.Get("X-Scheduler-Scheduled-At"))
+		s.mu.Lock()
+		if err == nil {
+			s.late = append(s.late, at.Sub(slot))
+		}
+		s.keys[r.Header.Get("Idempotency-Key")]++
+		s.mu.Unlock()
+	}))
+	b.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *fireSink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.late)
+}
+
+func (s *fireSink) report(b *testing.B, prefix string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sort.Slice(s.late, func(i, j int) bool { return s.late[i] < s.late[j] })
+	q := func(p float64) float64 { return float64(s.late[int(p*float64(len(s.late)-1))].Milliseconds()) }
+	b.ReportMetric(q(0.5), prefix+"p50-late-ms")
+	b.ReportMetric(q(0.99), prefix+"p99-late-ms")
+	b.ReportMetric(q(1), prefix+"max-late-ms")
+	dup := 0
+	for _, n := range s.keys {
+		dup += n - 1
+	}
+	b.ReportMetric(float64(dup), prefix+"duplicates")
+}
+
+// loadSchedules creates n schedules on the leader with raw raft applies (64
+// writers), each from mk.
+func loadSchedules(b *testing.B, leader *daemon, n int, mk func(i int) fsm.Schedule) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 64; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if _, _, err := leader.node.ApplyCommand(context.Background(), fsm.CmdCreateSchedule, fsm.CreateScheduleCmd{Schedule: mk(i)}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func benchSchedule(endpoint string, created time.Time) fsm.Schedule {
+	id, _ := uuid.NewV7()
+	return fsm.Schedule{ID: id.String(), Endpoint: endpoint, Enabled: true, CreatedAt: created, UpdatedAt: created,
+		Payload: json.RawMessage(`{"message":"` + strings.Repeat("x", 180) + `"}`)}
+}
+
+func leaderOfBench(ds []*daemon) *daemon {
+	for _, d := range ds {
+		if d.node.IsLeader() {
+			return d
+		}
+	}
+	return nil
+}
+
+// BenchmarkFireAligned: N schedules all due the same second (a 7-field cron
+// naming that second) on a 3-node cluster; reports the lateness of every
+// delivery at a local sink and the time until the last one arrived.
+//
+//	go test -run '^$' -bench FireAligned -benchtime 1x ./cmd/schedulerd/
+func BenchmarkFireAligned(b *testing.B) {
+	const n = 10_000
+	for range b.N {
+		ds := benchCluster(b)
+		leader := leaderOfBench(ds)
+		sk := newFireSink(b)
+		created := time.Now().UTC()
+		due := created.Add(20 * time.Second).Truncate(time.Second)
+		cron := fmt.Sprintf("%d %d %d %d %d * %d", due.Second(), due.Minute(), due.Hour(), due.Day(), int(due.Month()), due.Year())
+		loadSchedules(b, leader, n, func(i int) fsm.Schedule {
+			s := benchSchedule(sk.srv.URL+"/aligned", created)
+			s.CronDefinition = cron
+			return s
+		})
+		if time.Now().After(due) {
+			b.Fatalf("loading %d schedules took past the due second", n)
+		}
+		deadline := due.Add(60 * time.Second)
+		for sk.count() < n && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := sk.count(); got < n {
+			b.Fatalf("%d of %d delivered within 60 s of the due second", got, n)
+		}
+		sk.report(b, "")
+		b.ReportMetric(0, "ns/op")
+	}
+}
+
+// BenchmarkFireSustained: schedules firing every second so that the
+// cluster delivers `rate` fires/s for `dur`; reports the achieved rate and
+// lateness.
+//
+//	go test -run '^$' -bench FireSustained -benchtime 1x ./cmd/schedulerd/
+func BenchmarkFireSustained(b *testing.B) {
+	const rate = 2000
+	const dur = 30 * time.Second
+	for range b.N {
+		ds := benchCluster(b)
+		leader := leaderOfBench(ds)
+		sk := newFireSink(b)
+		created := time.Now().UTC()
+		loadSchedules(b, leader, rate, func(i int) fsm.Schedule {
+			s := benchSchedule(sk.srv.URL+"/sustained", created)
+			s.IntervalDefinition = "1 seconds"
+			s.IntervalAnchor = created
+			return s
+		})
+		// Measure a steady window after the warm-up.
+		time.Sleep(3 * time.Second)
+		sk.mu.Lock()
+		sk.late = sk.late[:0]
+		sk.mu.Unlock()
+		start := time.Now()
+		for time.Since(start) < dur {
+			time.Sleep(100 * time.Millisecond)
+		}
+		got := sk.count()
+		b.ReportMetric(float64(got)/time.Since(start).Seconds(), "fires/s")
+		sk.report(b, "")
+		b.ReportMetric(0, "ns/op")
+	}
 }
