@@ -536,7 +536,7 @@ func BenchmarkFireAligned(b *testing.B) {
 //	go test -run '^$' -bench FireSustained -benchtime 1x ./cmd/schedulerd/
 func BenchmarkFireSustained(b *testing.B) {
 	const rate = 2000
-	const dur = 30 * time.Second
+	const dur = 15 * time.Second
 	for range b.N {
 		ds := benchCluster(b)
 		leader := leaderOfBench(ds)
