@@ -552,6 +552,9 @@ func (t *term) attempt(r retry) {
 		out.Attempt = a
 		out.TaskID = uuid.NewString()
 		out.Reason = res.Err.Error()
+		if e.cfg.Metrics != nil {
+			e.cfg.Metrics.Failed.Inc()
+		}
 	}
 	if !res.OK() {
 		e.cfg.Reporter.Report(res.MetricName())
