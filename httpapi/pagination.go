@@ -10,6 +10,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/seedscheduler/schedulerd/fsm"
 )
 
 const defaultPageSize = 1000
@@ -198,4 +202,45 @@ func pageLinks(r *http.Request, positions [][]byte, hasBefore, hasAfter bool) (n
 		prev = &u
 	}
 	return next, prev
+}
+
+// page is what a list handler reads for servePage.
+type page struct {
+	items               []any
+	positions           [][]byte // per item, for cursors
+	hasBefore, hasAfter bool
+	count               uint64
+}
+
+// servePage serves one cursor-paginated list: it reads the cursor and page
+// size, lets read fetch the page inside one read transaction (position nil
+// = first page), and writes the contract's body with its links.
+func (s *Server) servePage(w http.ResponseWriter, r *http.Request, read func(tx *bolt.Tx, position []byte, reverse bool, size int) (page, error)) {
+	c, size, err := pageParams(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var pos []byte
+	reverse := false
+	if c != nil {
+		pos, reverse = c.Position, c.Reverse
+	}
+	var next, prev *string
+	var p page
+	err = s.node.FSM().View(func(tx *bolt.Tx) (err error) {
+		p, err = read(tx, pos, reverse, size)
+		if err == nil {
+			next, prev = pageLinks(r, p.positions, p.hasBefore, p.hasAfter)
+		}
+		return err
+	})
+	if errors.Is(err, fsm.ErrInvalidPosition) {
+		err = errInvalidCursor()
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, pageBody(p.count, next, prev, p.items))
 }

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -41,33 +40,12 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errNotFound())
 		return
 	}
-	c, size, err := pageParams(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	var pos []byte
-	reverse := false
-	if c != nil {
-		pos, reverse = c.Position, c.Reverse
-	}
-	var page fsm.RunPage
-	err = s.node.FSM().View(func(tx *bolt.Tx) (err error) {
-		page, err = fsm.ListRuns(tx, id, pos, reverse, size)
-		return err
+	s.servePage(w, r, func(tx *bolt.Tx, pos []byte, reverse bool, size int) (page, error) {
+		p, err := fsm.ListRuns(tx, id, pos, reverse, size)
+		out := page{positions: p.Positions, hasBefore: p.HasBefore, hasAfter: p.HasAfter, count: p.Count}
+		for _, run := range p.Runs {
+			out.items = append(out.items, renderRun(run))
+		}
+		return out, err
 	})
-	if errors.Is(err, fsm.ErrInvalidPosition) {
-		writeError(w, errInvalidCursor())
-		return
-	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	results := make([]any, 0, len(page.Runs))
-	for _, run := range page.Runs {
-		results = append(results, renderRun(run))
-	}
-	next, prev := pageLinks(r, page.Positions, page.HasBefore, page.HasAfter)
-	writeJSON(w, http.StatusOK, pageBody(page.Count, next, prev, results))
 }

@@ -488,11 +488,6 @@ func (s *Server) deleteSchedule(w http.ResponseWriter, r *http.Request) {
 // listSchedules: newest first, with the enabled and endpoint filters served
 // from their own indexes and counts.
 func (s *Server) listSchedules(w http.ResponseWriter, r *http.Request) {
-	c, size, err := pageParams(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
 	var f fsm.ScheduleFilter
 	q := r.URL.Query()
 	if v := queryLast(q, "enabled"); v != "" {
@@ -504,29 +499,13 @@ func (s *Server) listSchedules(w http.ResponseWriter, r *http.Request) {
 		v := queryLast(q, "endpoint")
 		f.Endpoint = &v
 	}
-	var pos []byte
-	reverse := false
-	if c != nil {
-		pos, reverse = c.Position, c.Reverse
-	}
-	var page fsm.SchedulePage
-	err = s.node.FSM().View(func(tx *bolt.Tx) (err error) {
-		page, err = fsm.ListSchedules(tx, f, pos, reverse, size)
-		return err
-	})
-	if errors.Is(err, fsm.ErrInvalidPosition) {
-		writeError(w, errInvalidCursor())
-		return
-	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
 	at := time.Now()
-	results := make([]any, 0, len(page.Schedules))
-	for _, sc := range page.Schedules {
-		results = append(results, s.renderSchedule(r, sc, at))
-	}
-	next, prev := pageLinks(r, page.Positions, page.HasBefore, page.HasAfter)
-	writeJSON(w, http.StatusOK, pageBody(page.Count, next, prev, results))
+	s.servePage(w, r, func(tx *bolt.Tx, pos []byte, reverse bool, size int) (page, error) {
+		p, err := fsm.ListSchedules(tx, f, pos, reverse, size)
+		out := page{positions: p.Positions, hasBefore: p.HasBefore, hasAfter: p.HasAfter, count: p.Count}
+		for _, sc := range p.Schedules {
+			out.items = append(out.items, s.renderSchedule(r, sc, at))
+		}
+		return out, err
+	})
 }

@@ -226,35 +226,16 @@ func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
 // listTable serves one cursor-paginated page of a table in descending key
 // order, with the maintained row count.
 func (s *Server) listTable(w http.ResponseWriter, r *http.Request, table []byte, render func(k, v []byte) (any, error)) {
-	c, size, err := pageParams(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	var pos []byte
-	reverse := false
-	if c != nil {
-		pos, reverse = c.Position, c.Reverse
-	}
-	var results []any
-	var count uint64
-	var next, prev *string
-	err = s.node.FSM().View(func(tx *bolt.Tx) error {
-		count = fsm.Count(tx, table)
+	s.servePage(w, r, func(tx *bolt.Tx, pos []byte, reverse bool, size int) (page, error) {
 		p := fsm.Page(tx, table, pos, reverse, size)
+		out := page{positions: p.Keys, hasBefore: p.HasBefore, hasAfter: p.HasAfter, count: fsm.Count(tx, table)}
 		for i := range p.Keys {
 			item, err := render(p.Keys[i], p.Values[i])
 			if err != nil {
-				return err
+				return out, err
 			}
-			results = append(results, item)
+			out.items = append(out.items, item)
 		}
-		next, prev = pageLinks(r, p.Keys, p.HasBefore, p.HasAfter)
-		return nil
+		return out, nil
 	})
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, pageBody(count, next, prev, results))
 }
