@@ -565,14 +565,16 @@ func BenchmarkFireSustained(b *testing.B) {
 	}
 }
 
-// rssKiB reads a process's resident set size.
-func rssKiB(pid int) int64 {
+// rssKiB reads one field of a process's /proc status: VmRSS (resident),
+// RssAnon (heap and stacks) or RssFile (mapped files: the bbolt files'
+// pages, which the kernel can drop and read back).
+func rssKiB(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return -1
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field+":" {
 			n, _ := strconv.ParseInt(f[1], 10, 64)
 			return n
 		}
@@ -644,7 +646,8 @@ func BenchmarkLeaderMemory(b *testing.B) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	base := rssKiB(procs[leader.id].Process.Pid)
+	pid := procs[leader.id].Process.Pid
+	base, baseAnon := rssKiB(pid, "VmRSS"), rssKiB(pid, "RssAnon")
 	// Schedules that exist but never fire during the run (a far-future
 	// year), so memory reflects storage and the executor's heap.
 	body := `{"endpoint": "http://127.0.0.1:9/hook", "cron_definition": "0 0 1 1 * 2099", "payload": {"message": "` + strings.Repeat("x", 180) + `"}}`
@@ -665,10 +668,12 @@ func BenchmarkLeaderMemory(b *testing.B) {
 	}
 	wg.Wait()
 	b.Logf("created %d schedules in %v", n, time.Since(loadStart))
-	loaded := rssKiB(procs[leader.id].Process.Pid)
+	loaded, loadedAnon := rssKiB(pid, "VmRSS"), rssKiB(pid, "RssAnon")
 	b.ReportMetric(float64(base), "empty-rss-KiB")
 	b.ReportMetric(float64(loaded), "loaded-rss-KiB")
-	b.ReportMetric(float64(loaded-base)*1024/float64(n), "B/schedule")
+	b.ReportMetric(float64(loaded-base)*1024/float64(n), "rss-B/schedule")
+	b.ReportMetric(float64(loadedAnon-baseAnon)*1024/float64(n), "anon-B/schedule")
+	b.ReportMetric(float64(rssKiB(pid, "RssFile"))*1024/float64(n), "file-B/schedule")
 
 	// Restart a follower holding everything: time until it is ready.
 	var follower nodeSpec
