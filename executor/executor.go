@@ -511,8 +511,11 @@ func (t *term) attempt(r retry) {
 	}
 	if !s.Enabled && !(s.Frequency != nil && s.Triggered >= *s.Frequency) {
 		// Disabled by a user after the claim (which may have been made
-		// ahead of the slot): nothing is sent. The run stays pending and is
-		// looked at again by the next leader.
+		// ahead of the slot): nothing is sent, and the run is closed.
+		select {
+		case t.results <- fsm.Outcome{ScheduleID: id, Slot: slot, State: fsm.RunCancelled}:
+		case <-t.ctx.Done():
+		}
 		return
 	}
 	started := t.now()

@@ -42,6 +42,9 @@ const (
 	RunDelivered = "delivered" // an attempt succeeded (final)
 	RunFailed    = "failed"    // the last attempt failed; a failed task was written (final)
 	RunMissed    = "missed"    // fell due while no leader could fire it, not delivered (final)
+	// RunCancelled: claimed (possibly ahead of its time), then not sent
+	// because the schedule was disabled first (final).
+	RunCancelled = "cancelled"
 )
 
 // Run kinds.
@@ -75,7 +78,7 @@ type Run struct {
 	ScheduleID    string     `json:"schedule_id"`
 	Slot          int64      `json:"slot"`
 	Kind          string     `json:"kind"`  // RunKindSlot or RunKindRequeue
-	State         string     `json:"state"` // RunClaimed, RunRetrying, RunDelivered, RunFailed, RunMissed
+	State         string     `json:"state"` // RunClaimed, RunRetrying, RunDelivered, RunFailed, RunMissed, RunCancelled
 	ClaimedAt     time.Time  `json:"claimed_at"`
 	Attempts      []Attempt  `json:"attempts,omitempty"`
 	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
@@ -118,7 +121,8 @@ type ClaimResult struct {
 
 // Outcome records one attempt of a pending run. State is RunDelivered,
 // RunRetrying or RunFailed; TaskID and Reason describe the failed task
-// written for RunFailed.
+// written for RunFailed. RunCancelled closes a run that was not sent (no
+// attempt is recorded).
 type Outcome struct {
 	ScheduleID    string     `json:"schedule_id"`
 	Slot          int64      `json:"slot"`
@@ -359,7 +363,7 @@ func deleteRunsOf(tx *bolt.Tx, schedKey []byte) error {
 func applyRecordOutcomes(tx *bolt.Tx, c *RecordOutcomesCmd) (any, []string, error) {
 	for i, o := range c.Outcomes {
 		switch o.State {
-		case RunDelivered, RunRetrying, RunFailed:
+		case RunDelivered, RunRetrying, RunFailed, RunCancelled:
 		default:
 			return nil, nil, fmt.Errorf("outcome %d for schedule %s slot %d: invalid state %q", i, o.ScheduleID, o.Slot, o.State)
 		}
@@ -399,7 +403,9 @@ func recordOutcome(tx *bolt.Tx, o Outcome) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	run.Attempts = append(run.Attempts, o.Attempt)
+	if o.State != RunCancelled {
+		run.Attempts = append(run.Attempts, o.Attempt)
+	}
 	run.State = o.State
 	run.NextAttemptAt = o.NextAttemptAt
 	if err := putRun(tx, rk, run); err != nil {

@@ -1168,3 +1168,24 @@ func TestRandomLedgerOperations(t *testing.T) {
 	}
 	t.Logf("%d claims accepted, %d outcomes recorded, %d missed slots", accepted, finished, missed)
 }
+
+func TestCancelledOutcomeClosesTheRun(t *testing.T) {
+	a := newApplier(t)
+	id := testID(1)
+	a.must(CmdCreateSchedule, CreateScheduleCmd{Schedule: newSchedule(id, t0, "http://a.example/", true)})
+	a.claim(0, Claim{ScheduleID: id, Slot: base + 30})
+	a.outcome(Outcome{ScheduleID: id, Slot: base + 30, State: RunCancelled})
+	r := a.run(id, base+30)
+	if r.State != RunCancelled || len(r.Attempts) != 0 {
+		t.Fatalf("cancelled run = %+v", r)
+	}
+	a.view(func(tx *bolt.Tx) {
+		if rs, _ := PendingRuns(tx); len(rs) != 0 {
+			t.Errorf("a cancelled run is still pending: %+v", rs)
+		}
+		if n := Count(tx, BFailedTasks); n != 0 {
+			t.Errorf("cancelling wrote %d failed tasks", n)
+		}
+	})
+	checkLedger(t, a.f)
+}

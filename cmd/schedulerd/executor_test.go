@@ -333,6 +333,29 @@ func TestFailoverDeliversEverySlot(t *testing.T) {
 		}
 	}
 	t.Logf("slots %d..%d of %d schedules all delivered; %d re-deliveries (same key)", start, end, len(ids), redelivered)
+
+	// Stop firing, let the last outcomes land, then every surviving node
+	// must hold the same ledger (and the same everything else).
+	for _, id := range ids {
+		if r := call(t, "PATCH", rest[0].url("/api/v1/schedule/"+id+"/"), testToken, map[string]any{"enabled": false}); r.status != 200 {
+			t.Fatalf("disable: %d %s", r.status, r.body)
+		}
+	}
+	waitFor(t, "the survivors to agree on the whole state", 15*time.Second, func() bool {
+		a, b := rest[0].node.FSM(), rest[1].node.FSM()
+		if a.AppliedIndex() != b.AppliedIndex() {
+			return false
+		}
+		da, errA := a.Digest()
+		db, errB := b.Digest()
+		return errA == nil && errB == nil && da == db && a.AppliedIndex() == b.AppliedIndex()
+	})
+	for _, id := range ids {
+		r := call(t, "GET", rest[0].url("/api/v1/schedule/"+id+"/runs/?page_size=1000"), testToken, nil)
+		if strings.Contains(string(r.body), `"state":"claimed"`) || strings.Contains(string(r.body), `"state":"retrying"`) {
+			t.Errorf("schedule %s still has runs in flight after disabling: %.300s", id, r.body)
+		}
+	}
 }
 
 var testLogOutput io.Writer = io.Discard
