@@ -135,7 +135,7 @@ func checkLedger(t testing.TB, f *FSM) {
 			switch r.State {
 			case RunClaimed, RunRetrying:
 				wantPending[string(k)] = true
-			case RunDelivered, RunFailed, RunMissed:
+			case RunDelivered, RunFailed, RunMissed, RunCancelled:
 			default:
 				t.Errorf("run %s/%d in state %q", r.ScheduleID, r.Slot, r.State)
 			}
