@@ -443,7 +443,8 @@ func (t *term) fireDue(now time.Time) {
 				heap.Push(&t.heap, p.e)
 			}
 			if t.ctx.Err() == nil {
-				t.e.log.Warn("claiming slots failed", "slots", len(claims), "error", err)
+				t.e.log.Warn("claiming slots failed; retrying", "slots", len(claims), "error", err)
+				sleep(t.ctx, 100*time.Millisecond) // the slots are due: retry soon, without spinning
 			}
 			return
 		}
