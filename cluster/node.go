@@ -61,6 +61,9 @@ type Config struct {
 
 	Logger     hclog.Logger
 	FSMOptions fsm.Options
+	// WrapStream, when set, wraps the raft transport's connections; tests
+	// use it to partition a node.
+	WrapStream func(raft.StreamLayer) raft.StreamLayer
 }
 
 // LeaderService is leader-only work. RunLeader is called after the leader
@@ -147,7 +150,7 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolve raft advertise address %q: %w", cfg.RaftAdvertise, err)
 	}
-	n.trans, err = raft.NewTCPTransportWithLogger(cfg.RaftBind, adv, 4, 10*time.Second, cfg.Logger.Named("transport"))
+	n.trans, err = newTransport(cfg, adv)
 	if err != nil {
 		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.RaftBind, err)
 	}

@@ -79,6 +79,12 @@ func (s *sink) deliveries(path string) []delivery {
 // tests of retries need.
 func startDaemon(t *testing.T, s nodeSpec, retry executor.RetryPolicy, extra ...string) *daemon {
 	t.Helper()
+	return startDaemonWith(t, s, retry, nil, extra...)
+}
+
+// startDaemonWith lets the test adjust the daemon before it starts.
+func startDaemonWith(t *testing.T, s nodeSpec, retry executor.RetryPolicy, adjust func(*daemon), extra ...string) *daemon {
+	t.Helper()
 	cfg, err := ParseConfig(s.args(extra...), func(k string) string {
 		switch k {
 		case "SCHEDULERD_ADMIN_TOKEN":
@@ -93,6 +99,9 @@ func startDaemon(t *testing.T, s nodeSpec, retry executor.RetryPolicy, extra ...
 	}
 	d := &daemon{cfg: cfg, stdout: io.Discard, fatal: make(chan error, 1), retry: retry}
 	d.log = hclog.New(&hclog.LoggerOptions{Name: s.id, Level: hclog.Warn, Output: testLogOutput})
+	if adjust != nil {
+		adjust(d)
+	}
 	if err := d.start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

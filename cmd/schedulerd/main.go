@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 
 	"github.com/seedscheduler/schedulerd/cluster"
 	"github.com/seedscheduler/schedulerd/executor"
@@ -97,11 +98,13 @@ type daemon struct {
 	reporter  *executor.Reporter
 	// retry is the delivery retry policy; zero means the contract's
 	// (tests shorten it).
-	retry  executor.RetryPolicy
-	http   *http.Server
-	served chan struct{}
-	cancel context.CancelFunc
-	bg     sync.WaitGroup
+	retry executor.RetryPolicy
+	// wrapStream wraps the raft transport (tests partition nodes with it).
+	wrapStream func(raft.StreamLayer) raft.StreamLayer
+	http       *http.Server
+	served     chan struct{}
+	cancel     context.CancelFunc
+	bg         sync.WaitGroup
 }
 
 func (d *daemon) fail(err error) {
@@ -133,6 +136,7 @@ func (d *daemon) start(ctx context.Context) error {
 		LeaderLeaseTimeout: cfg.LeaderLeaseTimeout, CommitTimeout: cfg.CommitTimeout,
 		SnapshotThreshold: cfg.SnapshotThreshold, SnapshotInterval: cfg.SnapshotInterval,
 		Logger: d.log, FSMOptions: fsm.Options{OnFatal: func(err error) { d.fail(fmt.Errorf("state machine: %w", err)) }},
+		WrapStream: d.wrapStream,
 	})
 	if err != nil {
 		ln.Close()
