@@ -78,10 +78,11 @@ func boltOptions() *bolt.Options {
 		Timeout:        time.Second,
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
-		// A snapshot holds a read transaction for as long as it streams; a
-		// large initial mapping keeps writers from blocking on a remap
-		// behind it. The mapping is virtual: it costs no memory until used.
-		InitialMmapSize: 1 << 30,
+		// A snapshot holds a read transaction for as long as it streams
+		// (seconds at a million schedules); growing the file past the
+		// mapping would make writers wait for it to finish. The mapping is
+		// virtual address space: it costs no memory until pages are used.
+		InitialMmapSize: 8 << 30,
 	}
 }
 

@@ -59,7 +59,7 @@ type Config struct {
 	ElectionTimeout    time.Duration // default 250ms
 	LeaderLeaseTimeout time.Duration // default 125ms
 	CommitTimeout      time.Duration // default 5ms
-	SnapshotThreshold  uint64        // default 8192
+	SnapshotThreshold  uint64        // default 65536
 	SnapshotInterval   time.Duration // default 30s
 
 	// Executor (leader only).
@@ -136,7 +136,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	fs.DurationVar(&c.ElectionTimeout, "raft-election-timeout", 250*time.Millisecond, "time a candidate waits before restarting an election (>= -raft-heartbeat-timeout)")
 	fs.DurationVar(&c.LeaderLeaseTimeout, "raft-leader-lease-timeout", 125*time.Millisecond, "time a leader stays leader without quorum contact (<= -raft-heartbeat-timeout)")
 	fs.DurationVar(&c.CommitTimeout, "raft-commit-timeout", 5*time.Millisecond, "maximum delay before an idle leader sends a heartbeat to propagate commits")
-	fs.Uint64Var(&c.SnapshotThreshold, "raft-snapshot-threshold", 8192, "number of new log entries that triggers a raft snapshot")
+	fs.Uint64Var(&c.SnapshotThreshold, "raft-snapshot-threshold", 65536, "number of new log entries that triggers a raft snapshot (each snapshot copies the whole state file)")
 	fs.DurationVar(&c.SnapshotInterval, "raft-snapshot-interval", 30*time.Second, "how often to check whether a raft snapshot is due (>= 1s)")
 	fs.DurationVar(&c.CatchUpWindow, "catch-up-window", 10*time.Minute, "after a failover, slots that fell due within this window fire late; older ones are recorded as missed and only the newest fires")
 	fs.DurationVar(&c.DeliveryTimeout, "delivery-timeout", 30*time.Second, "timeout of one delivery attempt")

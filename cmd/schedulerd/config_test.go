@@ -148,7 +148,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		ElectionTimeout:      250 * time.Millisecond,
 		LeaderLeaseTimeout:   125 * time.Millisecond,
 		CommitTimeout:        5 * time.Millisecond,
-		SnapshotThreshold:    8192,
+		SnapshotThreshold:    65536,
 		SnapshotInterval:     30 * time.Second,
 		CatchUpWindow:        10 * time.Minute,
 		DeliveryTimeout:      30 * time.Second,
