@@ -159,20 +159,7 @@ func BenchmarkReplicatedWrites(b *testing.B) {
 	post := func(d *daemon) func(int) error {
 		url := "http://" + d.cfg.HTTPAdvertise + "/api/v1/user/token/"
 		return func(int) error {
-			body := fmt.Sprintf(`{"email":"u%d@example.org"}`, seq.Add(1))
-			req, _ := http.NewRequest("POST", url, strings.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", "Token "+testToken)
-			resp, err := hc.Do(req)
-			if err != nil {
-				return err
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusCreated {
-				return fmt.Errorf("status %d", resp.StatusCode)
-			}
-			return nil
+			return benchRequest(hc, "POST", url, fmt.Sprintf(`{"email":"u%d@example.org"}`, seq.Add(1)), http.StatusCreated)
 		}
 	}
 	raw := func(int) error {
@@ -238,20 +225,7 @@ func BenchmarkSchedules(b *testing.B) {
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	get := func(d *daemon, path string) func(int) error {
 		url := "http://" + d.cfg.HTTPAdvertise + path
-		return func(int) error {
-			req, _ := http.NewRequest("GET", url, nil)
-			req.Header.Set("Authorization", "Token "+testToken)
-			resp, err := hc.Do(req)
-			if err != nil {
-				return err
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("status %d", resp.StatusCode)
-			}
-			return nil
-		}
+		return func(int) error { return benchRequest(hc, "GET", url, "", http.StatusOK) }
 	}
 	var one fsm.Schedule
 	follower.node.FSM().View(func(tx *bolt.Tx) error {
@@ -267,21 +241,7 @@ func BenchmarkSchedules(b *testing.B) {
 	create := func(d *daemon) func(int) error {
 		url := "http://" + d.cfg.HTTPAdvertise + "/api/v1/schedule/"
 		body := `{"endpoint": "http://e1.example.org/hook", "cron_definition": "*/5 * * * *", "payload": {"message": "` + strings.Repeat("x", 180) + `"}}`
-		return func(int) error {
-			req, _ := http.NewRequest("POST", url, strings.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", "Token "+testToken)
-			resp, err := hc.Do(req)
-			if err != nil {
-				return err
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusCreated {
-				return fmt.Errorf("status %d", resp.StatusCode)
-			}
-			return nil
-		}
+		return func(int) error { return benchRequest(hc, "POST", url, body, http.StatusCreated) }
 	}
 	b.Run("create-raw/writers=64", func(b *testing.B) { runWriters(b, 64, raw) })
 	b.Run("create-follower/writers=64", func(b *testing.B) { runWriters(b, 64, create(follower)) })
@@ -439,4 +399,26 @@ func BenchmarkFireSustained(b *testing.B) {
 		sk.report(b, "")
 		b.ReportMetric(0, "ns/op")
 	}
+}
+
+// benchRequest sends one authenticated request and checks its status.
+func benchRequest(hc *http.Client, method, url, body string, want int) error {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Token "+testToken)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s: status %d, want %d", method, url, resp.StatusCode, want)
+	}
+	return nil
 }
