@@ -180,7 +180,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 func waitReady(t *testing.T, ps ...*proc) {
 	t.Helper()
 	for _, p := range ps {
-		waitFor(t, p.id+" to be ready", 20*time.Second, func() bool {
+		waitFor(t, p.id+" to be ready", 45*time.Second, func() bool {
 			return call(t, "GET", p.url("/readyz"), "", nil).status == http.StatusOK
 		})
 	}
@@ -197,7 +197,7 @@ func clusterStatus(t *testing.T, p *proc) map[string]any {
 
 func leaderOf(t *testing.T, ps []*proc) (leader *proc, followers []*proc) {
 	t.Helper()
-	waitFor(t, "a leader with every member registered", 20*time.Second, func() bool {
+	waitFor(t, "a leader with every member registered", 45*time.Second, func() bool {
 		leader, followers = nil, nil
 		for _, p := range ps {
 			r := call(t, "GET", p.url("/api/v1/cluster/"), testToken, nil)
