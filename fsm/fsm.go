@@ -405,8 +405,17 @@ func writeFileSync(path string, r io.Reader) error {
 // Digest hashes every table (bucket names, sequences, keys and values in key
 // order). Two nodes at the same applied index must report the same digest.
 func (f *FSM) Digest() (string, error) {
+	d, _, err := f.DigestAt()
+	return d, err
+}
+
+// DigestAt is Digest together with the applied index it was taken at, both
+// read in one transaction.
+func (f *FSM) DigestAt() (string, uint64, error) {
 	h := sha256.New()
+	var index uint64
 	err := f.View(func(tx *bolt.Tx) error {
+		index = getUint(tx.Bucket(bMeta), kApplied)
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 			h.Write(name)
 			var seq [8]byte
@@ -425,9 +434,9 @@ func (f *FSM) Digest() (string, error) {
 		})
 	})
 	if err != nil {
-		return "", fmt.Errorf("digest state: %w", err)
+		return "", 0, fmt.Errorf("digest state: %w", err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil)), index, nil
 }
 
 func getUint(b *bolt.Bucket, key []byte) uint64 {

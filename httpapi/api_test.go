@@ -280,6 +280,18 @@ func TestProbesAndClusterStatus(t *testing.T) {
 	if r := a.do(t, "GET", "/api/v1/cluster/?consistency=strong", adminToken, "", ""); r.status != 200 {
 		t.Fatalf("strong read on the leader: %d %s", r.status, r.body)
 	}
+	r = a.do(t, "GET", "/api/v1/cluster/digest/", adminToken, "", "")
+	var dg struct {
+		AppliedIndex uint64 `json:"applied_index"`
+		Digest       string
+	}
+	json.Unmarshal([]byte(r.body), &dg)
+	if want, idx, _ := a.node.FSM().DigestAt(); r.status != 200 || dg.Digest != want || dg.AppliedIndex != idx || len(want) != 64 {
+		t.Fatalf("digest: %d %s, want %s at %d", r.status, r.body, want, idx)
+	}
+	if r := a.do(t, "GET", "/api/v1/cluster/digest/", a.newUserToken(t, "u@example.org"), "", ""); r.status != 403 {
+		t.Fatalf("digest as a non-admin: %d", r.status)
+	}
 	if r := a.do(t, "DELETE", "/api/v1/cluster/nobody/", adminToken, "", ""); r.status != 404 {
 		t.Fatalf("remove unknown: %d %s", r.status, r.body)
 	}

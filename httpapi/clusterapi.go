@@ -166,3 +166,15 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("member removed", "id", id)
 	w.WriteHeader(http.StatusNoContent)
 }
+
+// clusterDigest: GET /api/v1/cluster/digest/ — a hash of this node's whole
+// replicated state and the index it reflects. Nodes at the same index must
+// report the same digest; tests and operators compare them.
+func (s *Server) clusterDigest(w http.ResponseWriter, r *http.Request) {
+	d, idx, err := s.node.FSM().DigestAt()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newObject().set("node_id", s.node.ID()).set("applied_index", idx).set("digest", d))
+}

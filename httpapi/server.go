@@ -130,6 +130,7 @@ func (s *Server) routes(rt *mux.Router) {
 	s.userAdminRoutes(handle)
 
 	handle("/api/v1/cluster/", resource{auth: authAdmin, methods: map[string]http.HandlerFunc{"GET": s.read(s.clusterStatus)}})
+	handle("/api/v1/cluster/digest/", resource{auth: authAdmin, methods: map[string]http.HandlerFunc{"GET": s.clusterDigest}})
 	// Join authenticates itself: an admin token or the member key.
 	handle(cluster.JoinPath, resource{auth: authNone, methods: map[string]http.HandlerFunc{"POST": s.memberOrAdmin(s.onLeader(s.join))}})
 	handle(cluster.NotifyPath, resource{auth: authNone, methods: map[string]http.HandlerFunc{"POST": s.notify}})
