@@ -289,7 +289,7 @@ func (t *term) spec(s fsm.Schedule) slots.Spec {
 // when it will not fire.
 func (t *term) upsert(s fsm.Schedule) {
 	old := t.byID[s.ID]
-	if !s.Enabled {
+	if !s.Enabled || capped(s) {
 		t.remove(s.ID)
 		return
 	}
@@ -449,8 +449,10 @@ func (t *term) fireDue(now time.Time) {
 			return
 		}
 		res, _ := resp.(fsm.ClaimResult)
+		refused := map[string]int64{}
 		for i, c := range claims {
 			if i >= len(res.Accepted) || !res.Accepted[i] {
+				refused[c.ScheduleID] = max(refused[c.ScheduleID], c.Slot)
 				continue
 			}
 			r := retry{id: c.ScheduleID, slot: c.Slot, attempt: 1, at: time.Unix(c.Slot, 0)}
@@ -467,6 +469,15 @@ func (t *term) fireDue(now time.Time) {
 			ids = append(ids, p.e.id)
 		}
 		t.refresh(ids)
+		// A schedule whose slot was refused and that still wants the same
+		// slot would be claimed again at once, forever: park it until the
+		// next change to it.
+		for id, slot := range refused {
+			if e := t.byID[id]; e != nil && e.at <= slot {
+				t.e.log.Warn("claim refused; schedule parked until it changes", "schedule", id, "slot", slot)
+				t.remove(id)
+			}
+		}
 	}
 }
 
@@ -510,7 +521,7 @@ func (t *term) attempt(r retry) {
 	if err != nil {
 		return // deleted: its runs went with it
 	}
-	if !s.Enabled && !(s.Frequency != nil && s.Triggered >= *s.Frequency) {
+	if !s.Enabled && !capped(s) {
 		// Disabled by a user after the claim (which may have been made
 		// ahead of the slot): nothing is sent, and the run is closed.
 		select {
@@ -784,4 +795,11 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// capped: the schedule has fired as often as its frequency allows. Such a
+// schedule never fires again, even if re-enabled (the FSM refuses its
+// claims), so it stays out of the heap.
+func capped(s fsm.Schedule) bool {
+	return s.Frequency != nil && s.Triggered >= *s.Frequency
 }

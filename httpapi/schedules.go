@@ -103,7 +103,7 @@ func parsedCron(def string) *slots.Cron {
 
 // nextRunAt is the next slot the schedule will fire, null when it will not.
 func nextRunAt(s fsm.Schedule, at time.Time) any {
-	if !s.Enabled {
+	if !s.Enabled || (s.Frequency != nil && s.Triggered >= *s.Frequency) {
 		return nil
 	}
 	// Where the executor will search from: after the newest claimed slot
