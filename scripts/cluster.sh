@@ -54,6 +54,15 @@ up() {
     echo "started $id (pid $!): http 127.0.0.1:${http_ports[$i]}, raft 127.0.0.1:${raft_ports[$i]}, log $dir/$id.log"
   done
   for p in "${http_ports[@]}"; do wait_ready "$p"; done
+  # The first leader creates the admin user right after the election.
+  local deadline=$((SECONDS + 30))
+  until curl -sf -H "Authorization: Token $(cat "$dir/admin-token")" "http://127.0.0.1:${http_ports[0]}/api/v1/" >/dev/null 2>&1; do
+    if ((SECONDS > deadline)); then
+      echo "the admin token is not accepted after 30s; see $dir/node*.log" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
   echo
   echo "cluster ready. API on any node: http://127.0.0.1:${http_ports[0]}/api/v1/ (or :${http_ports[1]}, :${http_ports[2]})"
   echo "admin token: $(cat "$dir/admin-token")"
