@@ -53,3 +53,22 @@ dev: build
 
 clean:
 	rm -rf bin .cluster
+
+# End-to-end suite, CI profile: real schedulerd processes behind nginx,
+# the leader SIGKILLed 20 times under load (e2e/README.md). Installs nginx
+# from Debian's packages when it is missing (needs root; without nginx the
+# load-balancer tests skip).
+.PHONY: e2e chaos
+e2e:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) || \
+	  echo "nginx could not be installed: the load-balancer tests will skip"
+	$(GO) test -tags e2e -count=1 -timeout 12m -v ./e2e/
+
+# Longer soak of the same nemesis: leader kills under load for DURATION.
+DURATION ?= 30m
+chaos:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) || \
+	  echo "nginx could not be installed: the load-balancer tests will skip"
+	E2E_DURATION=$(DURATION) E2E_CLIENT_TICK=$${E2E_CLIENT_TICK:-1s} $(GO) test -tags e2e -count=1 -timeout 0 -v -run 'TestLeaderKillsUnderLoad' ./e2e/
