@@ -373,7 +373,7 @@ func BenchmarkFireAligned(b *testing.B) {
 //	go test -run '^$' -bench FireSustained -benchtime 1x ./cmd/schedulerd/
 func BenchmarkFireSustained(b *testing.B) {
 	const rate = 2000
-	const dur = 15 * time.Second
+	const dur = 60 * time.Second
 	for range b.N {
 		ds := benchCluster(b)
 		leader := leaderOfBench(ds)
