@@ -364,6 +364,9 @@ func mapRaftError(err error) error {
 	return fmt.Errorf("raft: %w", err)
 }
 
+// CommitIndex is the raft commit index known to this node.
+func (n *Node) CommitIndex() uint64 { return n.raft.CommitIndex() }
+
 // WaitForApplied blocks until the local FSM has applied idx.
 func (n *Node) WaitForApplied(ctx context.Context, idx uint64) error {
 	return n.fsm.WaitForIndex(ctx.Done(), idx)

@@ -284,10 +284,10 @@ func TestRegistryIsSharedAndServed(t *testing.T) {
 	a := mustAPI(t)
 	s := a.server(t)
 	reg := s.Registry()
-	if reg == nil || reg != s.Registry() || reg != s.metricsRegistry() {
+	if reg == nil || reg != s.Registry() {
 		t.Fatal("Registry must return the same registry on every call")
 	}
-	if other := (&Server{node: a.node}).Registry(); other == reg {
+	if other := New(Config{Node: a.node}).Registry(); other == reg {
 		t.Fatal("two servers share a registry")
 	}
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "schedulerd_test_deliveries_total", Help: "test"})
@@ -300,7 +300,7 @@ func TestRegistryIsSharedAndServed(t *testing.T) {
 
 func TestInstrumentCountsByRouteAndCode(t *testing.T) {
 	a := mustAPI(t)
-	m := a.server(t).metrics()
+	m := a.server(t).met
 	h := m.instrument("/api/v1/thing/{id}/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/api/v1/thing/1/" {
 			w.WriteHeader(http.StatusTeapot)

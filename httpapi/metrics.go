@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
-	"sync"
-	"weak"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -26,8 +24,7 @@ type metrics struct {
 	handler  http.Handler
 }
 
-// newMetrics builds the registry. The gauges read node on every scrape and
-// hold no reference to the Server, so that the Server can be collected.
+// newMetrics builds the registry; the gauges read node on every scrape.
 func newMetrics(node *cluster.Node, version string) *metrics {
 	reg := prometheus.NewRegistry()
 	m := &metrics{
@@ -62,12 +59,7 @@ func newMetrics(node *cluster.Node, version string) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Subsystem: "raft", Name: "commit_index",
 			Help: "Raft commit index known to this node.",
-		}, func() float64 {
-			// The commit index is filled in even when reading the
-			// configuration fails.
-			st, _ := node.Status()
-			return float64(st.CommitIndex)
-		}),
+		}, func() float64 { return float64(node.CommitIndex()) }),
 		m.requests,
 	)
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{
@@ -85,34 +77,9 @@ func (m *metrics) instrument(route string, h http.Handler) http.Handler {
 	return promhttp.InstrumentHandlerCounter(m.requests.MustCurryWith(prometheus.Labels{"route": route}), h)
 }
 
-// The metrics of a Server are created on first use, once: New does not
-// create them. The table is keyed by a weak pointer, and a cleanup removes
-// the entry once the Server is garbage, so servers built in tests do not
-// pile up.
-var serverMetrics sync.Map // weak.Pointer[Server] → *metricsSlot
-
-type metricsSlot struct {
-	once sync.Once
-	m    *metrics
-}
-
-func (s *Server) metrics() *metrics {
-	key := weak.Make(s)
-	v, loaded := serverMetrics.LoadOrStore(key, new(metricsSlot))
-	if !loaded {
-		runtime.AddCleanup(s, func(k weak.Pointer[Server]) { serverMetrics.Delete(k) }, key)
-	}
-	slot := v.(*metricsSlot)
-	slot.once.Do(func() { slot.m = newMetrics(s.node, s.version) })
-	return slot.m
-}
-
-// metricsRegistry is the registry served on GET /metrics.
-func (s *Server) metricsRegistry() *prometheus.Registry { return s.metrics().reg }
-
 // Registry is the registry served on GET /metrics, for other parts of the
 // process (the executor's delivery counters) to register their collectors.
-func (s *Server) Registry() *prometheus.Registry { return s.metricsRegistry() }
+func (s *Server) Registry() *prometheus.Registry { return s.met.reg }
 
 // prometheusMetrics: GET /metrics, the Prometheus text exposition. It is
 // meant for scrapers that reach a node directly: a request that came through
@@ -123,7 +90,7 @@ func (s *Server) prometheusMetrics(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errForbidden())
 		return
 	}
-	s.metrics().handler.ServeHTTP(w, r)
+	s.met.handler.ServeHTTP(w, r)
 }
 
 // forwardedAddrs counts the addresses in X-Forwarded-For, across repeated

@@ -53,6 +53,7 @@ type Server struct {
 	fwdWait time.Duration
 	client  *http.Client
 	handler http.Handler
+	met     *metrics
 }
 
 // New builds the router of a node.
@@ -78,6 +79,7 @@ func New(cfg Config) *Server {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
+	s.met = newMetrics(s.node, s.version)
 	rt := newRouter()
 	s.routes(rt)
 	s.handler = withTrailingSlash(rt)
@@ -105,7 +107,7 @@ func (s *Server) NewHTTPServer() *http.Server {
 
 func (s *Server) routes(rt *mux.Router) {
 	a := fsmAuth{s.node.FSM()}
-	handle := func(path string, res resource) { rt.Handle(path, s.metrics().instrument(path, res.handler(a))) }
+	handle := func(path string, res resource) { rt.Handle(path, s.met.instrument(path, res.handler(a))) }
 
 	handle("/healthz/", resource{auth: authNone, methods: map[string]http.HandlerFunc{"GET": s.healthz}})
 	handle("/readyz/", resource{auth: authNone, methods: map[string]http.HandlerFunc{"GET": s.readyz}})
