@@ -16,11 +16,8 @@ import (
 // URLField(max_length=255)).
 const maxTargetLen = 255
 
-// eventScheduleAdded fires once for every created schedule.
-const eventScheduleAdded = "schedule.added"
-
 // webhookEvents are the events a webhook may subscribe to.
-var webhookEvents = []string{eventScheduleAdded}
+var webhookEvents = []string{fsm.EventScheduleAdded}
 
 // webhookRoutes registers the routes of this file.
 func (s *Server) webhookRoutes(handle func(path string, res resource)) {
