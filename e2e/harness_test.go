@@ -194,6 +194,30 @@ func (c *cluster) Kill(nd *node) {
 	}
 }
 
+// KillAll SIGKILLs every node at once (all signals sent before waiting)
+// and waits for every process to be gone.
+func (c *cluster) KillAll() {
+	c.t.Helper()
+	var cmds []*exec.Cmd
+	var exits []chan struct{}
+	for _, nd := range c.nodes {
+		nd.mu.Lock()
+		if nd.cmd != nil {
+			nd.cmd.Process.Signal(syscall.SIGKILL)
+			cmds, exits = append(cmds, nd.cmd), append(exits, nd.exited)
+		}
+		nd.cmd, nd.stopped = nil, false
+		nd.mu.Unlock()
+	}
+	for i, ex := range exits {
+		select {
+		case <-ex:
+		case <-time.After(10 * time.Second):
+			c.t.Fatalf("pid %d still running 10s after SIGKILL", cmds[i].Process.Pid)
+		}
+	}
+}
+
 // Stop (SIGSTOP) and Cont (SIGCONT) freeze and thaw the node.
 func (c *cluster) Stop(nd *node) { c.signal(nd, syscall.SIGSTOP, true) }
 func (c *cluster) Cont(nd *node) { c.signal(nd, syscall.SIGCONT, false) }

@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,9 +46,6 @@ type kill struct {
 func TestLeaderKillsUnderLoad(t *testing.T) {
 	kills := envInt("E2E_KILLS", 20)
 	soak := envDuration("E2E_DURATION", 0)
-	clients := envInt("E2E_CLIENTS", 8)
-	firingMax := int64(envInt("E2E_FIRING", 48))
-	tick := envDuration("E2E_CLIENT_TICK", 150*time.Millisecond)
 	budget := 5 * time.Minute // the kill phase; the test as a whole stays under 6
 	if soak > 0 {
 		budget = soak
@@ -60,42 +55,10 @@ func TestLeaderKillsUnderLoad(t *testing.T) {
 	c := newCluster(t, 3)
 	lb := startNginx(t, c)
 	sk := newSink(t)
-	hist := &history{}
-
-	// ---- workload ----
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	var firingLeft atomic.Int64
-	firingLeft.Store(firingMax)
-	var wg sync.WaitGroup
-	for cl := 0; cl < clients; cl++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runClient(ctx, cl, hc, lb, sk, hist, &firingLeft, tick)
-		}()
-	}
-
-	// Digest sampler: equal applied index must mean equal digest, at any time.
-	dg := newDigestLog()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for ctx.Err() == nil {
-			dg.sample(c)
-			select {
-			case <-ctx.Done():
-			case <-time.After(100 * time.Millisecond): // sampling period
-			}
-		}
-	}()
+	lr := startLoad(t, c, lb, sk, started)
 
 	// ---- nemesis: SIGKILL the leader ----
 	var ks []kill
-	waitFor(t, "a first acknowledged create through nginx", 30*time.Second, func() bool {
-		return hist.acceptedWriteInvokedAfter(started)
-	})
 	for i := 0; ; i++ {
 		if soak > 0 && time.Since(started) > soak {
 			break
@@ -117,202 +80,26 @@ func TestLeaderKillsUnderLoad(t *testing.T) {
 			return ok && l != leader
 		})
 		k.elected = time.Since(k.at)
-		waitFor(t, fmt.Sprintf("an acknowledged create through nginx after kill %d", i+1), 30*time.Second, func() bool {
-			return hist.acceptedWriteInvokedAfter(k.at)
-		})
+		lr.waitWrite(fmt.Sprintf("an acknowledged create through nginx after kill %d", i+1), k.at)
 		ks = append(ks, k)
 		t.Logf("kill %d: %s (new leader %s after %v)", i+1, leader.id, nl.id, k.elected.Round(time.Millisecond))
 		c.Start(leader)
 		// The restarted node must be back and the load flowing again before
-		// the next kill: a few acknowledged creates on the healed cluster.
-		c.WaitHealthy(60 * time.Second)
-		back := time.Now()
-		waitFor(t, "an acknowledged create after the restart", 30*time.Second, func() bool {
-			return hist.acceptedWriteInvokedAfter(back)
-		})
-		// ... and the leader firing: a slot two seconds past the restart delivered.
-		waitFor(t, "a delivery of a slot after the restart", 30*time.Second, func() bool {
-			return sk.deliveredSlotAfter(back.Unix() + 2)
-		})
+		// the next kill.
+		lr.waitRecovered("the restart")
 	}
-	c.WaitHealthy(60 * time.Second)
-	// Let the workload run on the healed cluster until a write went through.
-	healed := time.Now()
-	waitFor(t, "an acknowledged create on the healed cluster", 30*time.Second, func() bool {
-		return hist.acceptedWriteInvokedAfter(healed)
-	})
-	stop()
-	wg.Wait()
-	end := time.Now()
-	endSlot := end.Unix() - 1 // every slot up to here must be delivered
-	ops := hist.snapshot()
-	t.Logf("workload stopped after %v", end.Sub(started).Round(time.Second))
+	ops, end := lr.finish()
 
-	var violations []string
-	violate := func(format string, args ...any) {
-		violations = append(violations, fmt.Sprintf(format, args...))
-	}
-
-	// ---- every node holds the state up to the leader's commit index ----
-	leader := c.WaitHealthy(30 * time.Second)
-	li, ok := c.info(leader)
-	if !ok {
-		t.Fatal("leader does not answer /api/v1/cluster/")
-	}
-	for _, nd := range c.nodes {
-		waitFor(t, fmt.Sprintf("%s to apply index %d", nd.id, li.CommitIndex), 30*time.Second, func() bool {
-			ci, ok := c.info(nd)
-			return ok && ci.AppliedIndex >= li.CommitIndex
-		})
-	}
-
-	// ---- all schedules, by endpoint path, as each node lists them ----
-	byEndpoint := map[string][]string{} // path → ids, from node 1
-	idPath := map[string]string{}
-	for i, nd := range c.nodes {
-		items, err := listSchedules(c.hc, nd)
-		if err != nil {
-			t.Fatalf("list schedules on %s: %v", nd.id, err)
-		}
-		if i == 0 {
-			for id, ep := range items {
-				u, _ := url.Parse(ep)
-				byEndpoint[u.Path] = append(byEndpoint[u.Path], id)
-				idPath[id] = u.Path
-			}
-		} else if len(items) != len(idPath) {
-			violate("%s lists %d schedules, %s lists %d", nd.id, len(items), c.nodes[0].id, len(idPath))
-		}
-	}
-
-	// ---- creates: acknowledged ones exist once on every node; failed ones nowhere ----
-	var nCreate, nOK, nUnknown, nFailed, nRead, nUnknownExisted int
-	var acked []op
-	for _, o := range ops {
-		if o.kind == "read" {
-			nRead++
-			continue
-		}
-		nCreate++
-		ids := byEndpoint[o.key]
-		if len(ids) > 1 {
-			violate("create applied %d times (ids %v): %v", len(ids), ids, o)
-		}
-		switch o.out {
-		case outOK:
-			nOK++
-			acked = append(acked, o)
-			if len(ids) == 0 || ids[0] != o.id {
-				violate("acknowledged create missing from the listing (found %v): %v", ids, o)
-			}
-		case outFailed:
-			nFailed++
-			if len(ids) != 0 {
-				violate("create that failed exists as %v: %v", ids, o)
-			}
-		default:
-			nUnknown++
-			if len(ids) > 0 {
-				nUnknownExisted++
-			}
-		}
-	}
-	for i, nd := range c.nodes {
-		q := ""
-		if i == 0 {
-			q = "?consistency=strong"
-		}
-		missing := getAll(c.hc, nd, acked, q)
-		for _, m := range missing {
-			violate("acknowledged create not readable on %s%s: %s", nd.id, q, m)
-		}
-	}
-	for _, v := range checkCreateRead(ops) {
-		violate("%s", v)
-	}
-
-	// ---- slots: every slot from a schedule's first delivery to the end of
-	// the run is delivered at least once; re-deliveries keep their key ----
-	var firingIDs []string
-	for _, o := range ops {
-		if o.kind == "create" && o.firing {
-			for _, id := range byEndpoint[o.key] {
-				firingIDs = append(firingIDs, id)
-			}
-		}
-	}
-	var slotReport slotStats
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		slotReport = checkSlots(sk.deliveries(), firingIDs, idPath, endSlot, started)
-		if len(slotReport.missing) == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond) // poll interval: late slots still arriving
-	}
-	violations = append(violations, slotReport.missing...)
-	violations = append(violations, slotReport.bad...)
-	for _, o := range acked {
-		if o.firing && o.ret.Before(end.Add(-5*time.Second)) && slotReport.perSchedule[o.id] == 0 {
-			violate("firing schedule never delivered: %v", o)
-		}
-	}
-
-	// ---- digests: compare every pair of nodes at a common index ----
-	final := newDigestLog()
-	waitFor(t, "every pair of nodes sampled at a common applied index", 30*time.Second, func() bool {
-		final.sample(c)
-		return final.pairsCovered(len(c.nodes))
-	})
-	dg.merge(final)
-	violations = append(violations, dg.mismatches()...)
-
-	// ---- report ----
+	// ---- report of the nemesis ----
 	var gaps, elect []time.Duration
 	for _, k := range ks {
-		// first acknowledged create invoked after the kill, through nginx
-		first := time.Duration(-1)
-		for _, o := range ops {
-			if o.kind == "create" && o.out == outOK && !o.invoke.Before(k.at) {
-				if d := o.ret.Sub(k.at); first < 0 || d < first {
-					first = d
-				}
-			}
-		}
-		gaps = append(gaps, first)
+		gaps = append(gaps, firstAckAfter(ops, k.at))
 		elect = append(elect, k.elected)
 	}
 	t.Logf("kills: %d leader SIGKILLs in %v", len(ks), end.Sub(started).Round(time.Second))
 	t.Logf("leader kill → new leader: %s", durations(elect))
 	t.Logf("leader kill → first accepted write through nginx: %s", durations(gaps))
-	t.Logf("ops: %d (creates %d: ok %d, failed %d, unknown %d of which %d applied; strong reads %d)",
-		len(ops), nCreate, nOK, nFailed, nUnknown, nUnknownExisted, nRead)
-	if sum := outcomeSummary(ops); sum != "" {
-		t.Logf("answers other than ok:\n%s", sum)
-	}
-	if sum := lb.upstreamFailures(); sum != "" {
-		t.Logf("nginx: requests an upstream failed (access log):\n%s", sum)
-	}
-	if sum := lb.errorLogSummary(); sum != "" {
-		t.Logf("nginx error log:\n%s", sum)
-	}
-	for _, o := range ops {
-		if o.out != outOK {
-			t.Logf("first answer other than ok, %v after the start: %v", o.invoke.Sub(started).Round(time.Millisecond), o)
-			break
-		}
-	}
-	t.Logf("schedules: %d listed on every node, %d firing every second", len(idPath), len(firingIDs))
-	t.Logf("slots checked: %d (up to %s), deliveries %d, re-deliveries %d (same key), digest comparisons %d",
-		slotReport.slots, time.Unix(endSlot, 0).UTC().Format("15:04:05"), slotReport.deliveries, slotReport.redeliveries, dg.compared)
-	t.Logf("violations: %d", len(violations))
-	if len(violations) > 0 {
-		sort.Strings(violations)
-		if len(violations) > 200 {
-			violations = append(violations[:200], fmt.Sprintf("... and %d more", len(violations)-200))
-		}
-		t.Errorf("violations:\n%s", strings.Join(violations, "\n"))
-	}
+	lr.check(ops, end)
 }
 
 // runClient creates schedules through nginx and reads each back with a
