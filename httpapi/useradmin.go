@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -113,20 +114,9 @@ func (s *Server) adminCreateUser(w http.ResponseWriter, r *http.Request) {
 		hash = string(h)
 	}
 	u := fsm.User{Username: username, Email: email, IsAdmin: isAdmin, CreatedAt: time.Now().UTC()}
-	resp, err := s.apply(w, r, fsm.CmdCreateUser, fsm.CreateUserCmd{Username: u.Username, Email: u.Email,
-		IsAdmin: u.IsAdmin, PasswordHash: hash, At: u.CreatedAt})
-	if errors.Is(err, fsm.ErrConflict) {
-		writeError(w, &apiError{Status: http.StatusConflict,
-			Fields: fieldErrors{"username": {"A user with that username already exists."}}})
-		return
-	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	id, ok := resp.(uint64)
+	id, ok := s.applyCreate(w, r, fsm.CmdCreateUser, fsm.CreateUserCmd{Username: u.Username, Email: u.Email,
+		IsAdmin: u.IsAdmin, PasswordHash: hash, At: u.CreatedAt}, "username", "A user with that username already exists.")
 	if !ok {
-		writeError(w, errors.New("create user: unexpected state machine response"))
 		return
 	}
 	u.ID = id
@@ -173,19 +163,8 @@ func (s *Server) adminCreateGroup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{Status: http.StatusBadRequest, Fields: fe})
 		return
 	}
-	resp, err := s.apply(w, r, fsm.CmdCreateGroup, fsm.CreateGroupCmd{Name: name})
-	if errors.Is(err, fsm.ErrConflict) {
-		writeError(w, &apiError{Status: http.StatusConflict,
-			Fields: fieldErrors{"name": {"group with this name already exists."}}})
-		return
-	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	id, ok := resp.(uint64)
+	id, ok := s.applyCreate(w, r, fsm.CmdCreateGroup, fsm.CreateGroupCmd{Name: name}, "name", "group with this name already exists.")
 	if !ok {
-		writeError(w, errors.New("create group: unexpected state machine response"))
 		return
 	}
 	w.Header().Set("Location", absURL(r, groupPath(id)))
@@ -258,4 +237,25 @@ func (s *Server) uaAddToGroupNotFound(groupID, userID uint64) error {
 		return errNotFound()
 	}
 	return &apiError{Status: http.StatusNotFound, Detail: "User " + strconv.FormatUint(userID, 10) + " not found."}
+}
+
+// applyCreate applies a command that creates a row and answers with its
+// integer id; a name conflict becomes a 409 on field. ok is false when an
+// error was written.
+func (s *Server) applyCreate(w http.ResponseWriter, r *http.Request, t fsm.CommandType, payload any, field, conflict string) (uint64, bool) {
+	resp, err := s.apply(w, r, t, payload)
+	if errors.Is(err, fsm.ErrConflict) {
+		writeError(w, &apiError{Status: http.StatusConflict, Fields: fieldErrors{field: {conflict}}})
+		return 0, false
+	}
+	if err != nil {
+		writeError(w, err)
+		return 0, false
+	}
+	id, ok := resp.(uint64)
+	if !ok {
+		writeError(w, fmt.Errorf("command %d: unexpected state machine response %T", t, resp))
+		return 0, false
+	}
+	return id, true
 }
