@@ -5,6 +5,7 @@ package e2e
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,7 +21,7 @@ const (
 // op is one client operation as the client saw it.
 type op struct {
 	client int
-	kind   string // create | read
+	kind   string // create | read | disable | delete
 	key    string // the create's unique endpoint path: /s/c<client>-<seq>
 	id     string // schedule id (create: from the answer; read: the id asked for)
 	firing bool   // create: an every-second schedule
@@ -74,20 +75,52 @@ func (h *history) snapshot() []op {
 	return append([]op(nil), h.ops...)
 }
 
-// checkCreateRead is the per-schedule register check of a create/read
-// history: a read invoked after a create was acknowledged must find the
-// schedule (every read here is ?consistency=strong), and a read must never
-// find a schedule whose create certainly failed. Returns the violations.
+// stopsByID: the disable and delete operations of each schedule, whatever
+// their outcome.
+func stopsByID(ops []op) map[string][]op {
+	m := map[string][]op{}
+	for _, o := range ops {
+		if o.kind == "disable" || o.kind == "delete" {
+			m[o.id] = append(m[o.id], o)
+		}
+	}
+	return m
+}
+
+// checkCreateRead is the per-schedule register check of a create/read/
+// delete history (every read here is ?consistency=strong): a read invoked
+// after a create was acknowledged must find the schedule, unless a delete
+// of it was invoked before the read returned; a read invoked after a delete
+// was acknowledged must not find it. Returns the violations.
 func checkCreateRead(ops []op) []string {
 	ackAt := map[string]time.Time{}
+	delInvoke := map[string]time.Time{} // earliest delete invoke, any outcome
+	delAck := map[string]op{}
 	for _, o := range ops {
-		if o.kind == "create" && o.out == outOK {
+		switch {
+		case o.kind == "create" && o.out == outOK:
 			ackAt[o.id] = o.ret
+		case o.kind == "delete":
+			if at, ok := delInvoke[o.id]; !ok || o.invoke.Before(at) {
+				delInvoke[o.id] = o.invoke
+			}
+			if o.out == outOK {
+				delAck[o.id] = o
+			}
 		}
 	}
 	var bad []string
 	for _, o := range ops {
-		if o.kind != "read" || o.out != outOK || o.found {
+		if o.kind != "read" || o.out != outOK {
+			continue
+		}
+		if d, ok := delAck[o.id]; ok && o.found && o.invoke.After(d.ret) {
+			bad = append(bad, fmt.Sprintf("read found a deleted schedule: %v (delete acknowledged: %v)", o, d))
+		}
+		if o.found {
+			continue
+		}
+		if di, ok := delInvoke[o.id]; ok && di.Before(o.ret) {
 			continue
 		}
 		if at, ok := ackAt[o.id]; ok && o.invoke.After(at) {
@@ -95,6 +128,58 @@ func checkCreateRead(ops []op) []string {
 		}
 	}
 	return bad
+}
+
+// stopMargin: a delivery of a stopped schedule is a violation when its
+// slot (X-Scheduler-Scheduled-At, whole seconds) is later than the stop's
+// acknowledgement + 1 s (a slot claimed just before the stop, up to 0.7 s
+// ahead of its time, may still be sent) + 1 tick (1 s).
+const stopMargin = 2 * time.Second
+
+type stopStats struct {
+	checked, deliveries int
+	maxLead             time.Duration // latest delivered slot relative to its stop's acknowledgement
+	bad                 []string
+}
+
+// checkNoDeliveryAfterStop: nothing is delivered for a schedule with a slot
+// later than its acknowledged disable or delete plus stopMargin.
+func checkNoDeliveryAfterStop(ops []op, ds []sinkDelivery) stopStats {
+	st := stopStats{maxLead: -time.Hour}
+	acked := map[string]op{} // id → earliest acknowledged stop
+	for _, o := range ops {
+		if (o.kind == "disable" || o.kind == "delete") && o.out == outOK {
+			if p, ok := acked[o.id]; !ok || o.ret.Before(p.ret) {
+				acked[o.id] = o
+			}
+		}
+	}
+	st.checked = len(acked)
+	for _, d := range ds {
+		id, slotStr, _ := strings.Cut(d.key, ":")
+		o, ok := acked[id]
+		if !ok {
+			continue
+		}
+		// The slot's time as the delivery states it (checkSlots checks
+		// that it agrees with the key).
+		slotAt, err := time.Parse(time.RFC3339, d.scheduledAt)
+		if err != nil {
+			slot, kerr := strconv.ParseInt(slotStr, 10, 64)
+			if kerr != nil {
+				continue // reported by checkSlots
+			}
+			slotAt = time.Unix(slot, 0)
+		}
+		st.deliveries++
+		lead := slotAt.Sub(o.ret)
+		st.maxLead = max(st.maxLead, lead)
+		if lead > stopMargin {
+			st.bad = append(st.bad, fmt.Sprintf("delivery after an acknowledged %s: key %s scheduled-at %s attempt %s arrived %s, slot %v after the acknowledgement (limit %v): %v",
+				o.kind, d.key, d.scheduledAt, d.attempt, d.at.Format("15:04:05.000"), lead.Round(time.Millisecond), stopMargin, o))
+		}
+	}
+	return st
 }
 
 func durations(ds []time.Duration) string {

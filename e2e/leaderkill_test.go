@@ -104,9 +104,19 @@ func TestLeaderKillsUnderLoad(t *testing.T) {
 
 // runClient creates schedules through nginx and reads each back with a
 // linearizable read, plus one earlier schedule of its own, until ctx ends.
+// Odd-numbered clients also stop their own firing schedules: about one
+// iteration in ten, one of them at least 3 s old is disabled (PATCH
+// {"enabled": false}) or deleted, alternately; an acknowledged stop gives
+// its firing slot back, so new firing schedules keep being created.
 func runClient(ctx context.Context, cl int, hc *http.Client, lb *loadBalancer, sk *sink, hist *history, firingLeft *atomic.Int64, tick time.Duration) {
 	rng := rand.New(rand.NewPCG(uint64(cl), 7))
 	var mine []string
+	type live struct {
+		id string
+		at time.Time
+	}
+	var firingMine []live // firing schedules not yet stopped
+	stops := 0
 	tk := time.NewTicker(tick) // the client's request rate
 	defer tk.Stop()
 	for seq := 1; ; seq++ {
@@ -116,7 +126,7 @@ func runClient(ctx context.Context, cl int, hc *http.Client, lb *loadBalancer, s
 		case <-tk.C:
 		}
 		key := fmt.Sprintf("/s/c%d-%d", cl, seq)
-		firing := firingLeft.Add(-1) >= 0
+		firing := takeFiring(firingLeft)
 		body := map[string]any{"endpoint": sk.url(key), "payload": map[string]any{"client": cl, "seq": seq}}
 		if firing {
 			body["interval_definition"] = "1 seconds"
@@ -131,6 +141,9 @@ func runClient(ctx context.Context, cl int, hc *http.Client, lb *loadBalancer, s
 		case r.status == 201 && r.decode(&created) == nil && created.ID != "":
 			o.out, o.id = outOK, created.ID
 			mine = append(mine, created.ID)
+			if firing {
+				firingMine = append(firingMine, live{created.ID, o.ret})
+			}
 		case r.status >= 400 && r.status < 500:
 			o.out, o.detail = outFailed, r.String()
 		default:
@@ -148,7 +161,59 @@ func runClient(ctx context.Context, cl int, hc *http.Client, lb *loadBalancer, s
 		if len(mine) > 0 {
 			read(hc, lb, hist, cl, "", mine[rng.IntN(len(mine))])
 		}
+		if cl%2 == 1 && len(firingMine) > 0 && time.Since(firingMine[0].at) > 3*time.Second && rng.IntN(10) == 0 {
+			id := firingMine[0].id
+			firingMine = firingMine[1:]
+			stops++
+			if stopSchedule(hc, lb, hist, cl, id, stops%2 == 0) {
+				firingLeft.Add(1)
+			}
+		}
 	}
+}
+
+// takeFiring takes one firing slot from the budget, if any is left (never
+// below zero, so a slot given back is taken again by the next create).
+func takeFiring(left *atomic.Int64) bool {
+	for {
+		v := left.Load()
+		if v <= 0 {
+			return false
+		}
+		if left.CompareAndSwap(v, v-1) {
+			return true
+		}
+	}
+}
+
+// stopSchedule disables (PATCH {"enabled": false}) or deletes one of the
+// client's schedules through nginx and records it; true when acknowledged.
+// A DELETE answered 404 counts as acknowledged: only this client deletes
+// its schedules, and nginx may have retried the DELETE (an idempotent
+// method) on another node after a first attempt that was applied.
+func stopSchedule(hc *http.Client, lb *loadBalancer, hist *history, cl int, id string, del bool) bool {
+	o := op{client: cl, kind: "disable", id: id, invoke: time.Now()}
+	var r resp
+	if del {
+		o.kind = "delete"
+		r = do(hc, "DELETE", lb.url("/api/v1/schedule/"+id+"/"), nil)
+	} else {
+		r = do(hc, "PATCH", lb.url("/api/v1/schedule/"+id+"/"), map[string]any{"enabled": false})
+	}
+	o.ret, o.status = time.Now(), r.status
+	var got struct{ Enabled *bool }
+	switch {
+	case del && (r.status == 204 || r.status == 404):
+		o.out = outOK
+	case !del && r.status == 200 && r.decode(&got) == nil && got.Enabled != nil && !*got.Enabled:
+		o.out = outOK
+	case r.status >= 400 && r.status < 500:
+		o.out, o.detail = outFailed, r.String()
+	default:
+		o.out, o.detail = outUnknown, r.String()
+	}
+	hist.add(o)
+	return o.out == outOK
 }
 
 func read(hc *http.Client, lb *loadBalancer, hist *history, cl int, key, id string) {
@@ -240,7 +305,9 @@ type slotStats struct {
 // slot to endSlot was delivered at least once; every delivery's key is
 // <id>:<slot>, it came to the schedule's own endpoint, and its scheduled
 // time is the slot's.
-func checkSlots(ds []sinkDelivery, firingIDs []string, idPath map[string]string, endSlot int64, started time.Time) slotStats {
+// A schedule in until is judged only up to until[id] (the last slot due
+// before it was disabled or deleted).
+func checkSlots(ds []sinkDelivery, firingIDs []string, idPath map[string]string, endSlot int64, until map[string]int64) slotStats {
 	st := slotStats{perSchedule: map[string]int{}}
 	seen := map[string]map[int64]int{}
 	for _, id := range firingIDs {
@@ -277,8 +344,12 @@ func checkSlots(ds []sinkDelivery, firingIDs []string, idPath map[string]string,
 		for s := range slots {
 			first = min(first, s)
 		}
+		last := endSlot
+		if u, ok := until[id]; ok {
+			last = min(last, u)
+		}
 		var miss []string
-		for s := first; s <= endSlot; s++ {
+		for s := first; s <= last; s++ {
 			st.slots++
 			if slots[s] == 0 {
 				miss = append(miss, time.Unix(s, 0).UTC().Format("15:04:05"))

@@ -82,9 +82,9 @@ func TestNemesesUnderLoad(t *testing.T) {
 			}
 			f.healed = time.Now()
 			fs = append(fs, f)
-			lr.waitRecovered(fmt.Sprintf("%s (round %d)", name, round))
-			t.Logf("round %d: %s of %s (hold %v), recovered %v after the heal", round, name, f.victim,
-				f.hold, time.Since(f.healed).Round(time.Millisecond))
+			nl := lr.waitRecovered(fmt.Sprintf("%s (round %d)", name, round))
+			t.Logf("round %d: %s of %s (hold %v), recovered %v after the heal; leader %s before, %s after", round, name, f.victim,
+				f.hold, time.Since(f.healed).Round(time.Millisecond), leader.id, nl.id)
 			if name == "stop-leader" {
 				if f.elected < 0 {
 					t.Logf("round %d: no other node became leader while %s was frozen for %v", round, leader.id, f.hold)

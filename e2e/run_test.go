@@ -74,15 +74,16 @@ func (lr *loadRun) waitWrite(what string, after time.Time) {
 
 // waitRecovered waits for every node ready with a leader, an acknowledged
 // create invoked after that, and the leader firing again: a slot two
-// seconds past it delivered.
-func (lr *loadRun) waitRecovered(after string) {
+// seconds past it delivered. Returns the leader seen first.
+func (lr *loadRun) waitRecovered(after string) *node {
 	lr.t.Helper()
-	lr.c.WaitHealthy(60 * time.Second)
+	l := lr.c.WaitHealthy(60 * time.Second)
 	back := time.Now()
 	lr.waitWrite("an acknowledged create after "+after, back)
 	waitFor(lr.t, "a delivery of a slot after "+after, 30*time.Second, func() bool {
 		return lr.sk.deliveredSlotAfter(back.Unix() + 2)
 	})
+	return l
 }
 
 // finish lets the workload run on the healed cluster until a write went
@@ -155,12 +156,34 @@ func (lr *loadRun) check(ops []op, end time.Time) {
 		}
 	}
 
-	// ---- creates: acknowledged ones exist once on every node; failed ones nowhere ----
+	// ---- creates: acknowledged ones exist once on every node (unless a
+	// delete of them was attempted; an acknowledged delete: on no node);
+	// failed ones nowhere ----
+	stops := stopsByID(ops)
+	deleted := func(id string) (attempted, acked bool) {
+		for _, s := range stops[id] {
+			if s.kind == "delete" {
+				attempted = true
+				acked = acked || s.out == outOK
+			}
+		}
+		return
+	}
 	var nCreate, nOK, nUnknown, nFailed, nRead, nUnknownExisted int
-	var acked []op
+	stopOut := map[string]int{} // "disable ok" → n
+	var acked, disabled []op
 	for _, o := range ops {
-		if o.kind == "read" {
+		switch o.kind {
+		case "read":
 			nRead++
+			continue
+		case "disable", "delete":
+			stopOut[o.kind+" "+o.out]++
+			if o.kind == "disable" && o.out == outOK {
+				if del, _ := deleted(o.id); !del {
+					disabled = append(disabled, o)
+				}
+			}
 			continue
 		}
 		nCreate++
@@ -168,12 +191,23 @@ func (lr *loadRun) check(ops []op, end time.Time) {
 		if len(ids) > 1 {
 			violate("create applied %d times (ids %v): %v", len(ids), ids, o)
 		}
+		if o.out == outOK {
+			if _, known := idPath[o.id]; !known {
+				idPath[o.id] = o.key // deleted: for the sink's checks
+			}
+		}
 		switch o.out {
 		case outOK:
 			nOK++
-			acked = append(acked, o)
-			if len(ids) == 0 || ids[0] != o.id {
+			delTried, delAcked := deleted(o.id)
+			switch {
+			case delAcked && len(ids) > 0:
+				violate("deleted schedule still listed (as %v): %v; delete: %v", ids, o, stops[o.id])
+			case !delTried && (len(ids) == 0 || ids[0] != o.id):
 				violate("acknowledged create missing from the listing (found %v): %v", ids, o)
+			}
+			if !delTried {
+				acked = append(acked, o)
 			}
 		case outFailed:
 			nFailed++
@@ -200,21 +234,45 @@ func (lr *loadRun) check(ops []op, end time.Time) {
 	for _, v := range checkCreateRead(ops) {
 		violate("%s", v)
 	}
+	// Acknowledged disables: the schedule reads enabled=false on every node.
+	for i, nd := range c.nodes {
+		q := ""
+		if i == 0 {
+			q = "?consistency=strong"
+		}
+		for _, m := range checkDisabled(c.hc, nd, disabled, q) {
+			violate("acknowledged disable not seen on %s%s: %s", nd.id, q, m)
+		}
+	}
 
 	// ---- slots: every slot from a schedule's first delivery to the end of
 	// the run is delivered at least once; re-deliveries keep their key ----
 	var firingIDs []string
 	for _, o := range ops {
 		if o.kind == "create" && o.firing {
-			for _, id := range byEndpoint[o.key] {
-				firingIDs = append(firingIDs, id)
+			ids := byEndpoint[o.key]
+			if len(ids) == 0 && o.out == outOK {
+				ids = []string{o.id} // deleted
+			}
+			firingIDs = append(firingIDs, ids...)
+		}
+	}
+	// A stopped schedule owes only the slots due at least a second before
+	// its first disable or delete was invoked (whatever its outcome).
+	until := map[string]int64{}
+	for id, ss := range stops {
+		first := ss[0].invoke
+		for _, s := range ss {
+			if s.invoke.Before(first) {
+				first = s.invoke
 			}
 		}
+		until[id] = first.Unix() - 1
 	}
 	var slotReport slotStats
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		slotReport = checkSlots(sk.deliveries(), firingIDs, idPath, endSlot, lr.started)
+		slotReport = checkSlots(sk.deliveries(), firingIDs, idPath, endSlot, until)
 		if len(slotReport.missing) == 0 || time.Now().After(deadline) {
 			break
 		}
@@ -223,10 +281,15 @@ func (lr *loadRun) check(ops []op, end time.Time) {
 	violations = append(violations, slotReport.missing...)
 	violations = append(violations, slotReport.bad...)
 	for _, o := range acked {
-		if o.firing && o.ret.Before(end.Add(-5*time.Second)) && slotReport.perSchedule[o.id] == 0 {
+		if o.firing && o.ret.Before(end.Add(-5*time.Second)) && slotReport.perSchedule[o.id] == 0 && len(stops[o.id]) == 0 {
 			violate("firing schedule never delivered: %v", o)
 		}
 	}
+
+	// ---- nothing delivered for a schedule after its acknowledged disable
+	// or delete (slot time, plus stopMargin) ----
+	stopReport := checkNoDeliveryAfterStop(ops, sk.deliveries())
+	violations = append(violations, stopReport.bad...)
 
 	// ---- digests: compare every pair of nodes at a common index ----
 	final := newDigestLog()
@@ -240,6 +303,13 @@ func (lr *loadRun) check(ops []op, end time.Time) {
 	// ---- report ----
 	t.Logf("ops: %d (creates %d: ok %d, failed %d, unknown %d of which %d applied; strong reads %d)",
 		len(ops), nCreate, nOK, nFailed, nUnknown, nUnknownExisted, nRead)
+	var so []string
+	for k, n := range stopOut {
+		so = append(so, fmt.Sprintf("%s %d", k, n))
+	}
+	sort.Strings(so)
+	t.Logf("disables/deletes: %s; %d acknowledged stops checked against %d deliveries of theirs, latest delivered slot %v after its stop's acknowledgement (limit %v)",
+		strings.Join(so, ", "), stopReport.checked, stopReport.deliveries, stopReport.maxLead.Round(time.Millisecond), stopMargin)
 	if sum := outcomeSummary(ops); sum != "" {
 		t.Logf("answers other than ok:\n%s", sum)
 	}
@@ -255,7 +325,7 @@ func (lr *loadRun) check(ops []op, end time.Time) {
 			break
 		}
 	}
-	t.Logf("schedules: %d listed on every node, %d firing every second", len(idPath), len(firingIDs))
+	t.Logf("schedules: %d created (%d listed on every node at the end), %d firing every second at some point", len(idPath), len(byIDListed(byEndpoint)), len(firingIDs))
 	t.Logf("slots checked: %d (up to %s), deliveries %d, re-deliveries %d (same key), digest comparisons %d",
 		slotReport.slots, time.Unix(endSlot, 0).UTC().Format("15:04:05"), slotReport.deliveries, slotReport.redeliveries, lr.dg.compared)
 	t.Logf("violations: %d", len(violations))
@@ -266,4 +336,33 @@ func (lr *loadRun) check(ops []op, end time.Time) {
 		}
 		t.Errorf("violations:\n%s", strings.Join(violations, "\n"))
 	}
+}
+
+func byIDListed(byEndpoint map[string][]string) map[string]bool {
+	m := map[string]bool{}
+	for _, ids := range byEndpoint {
+		for _, id := range ids {
+			m[id] = true
+		}
+	}
+	return m
+}
+
+// checkDisabled GETs every disabled schedule on one node; returns those not
+// read as enabled=false.
+func checkDisabled(hc *http.Client, nd *node, disabled []op, query string) []string {
+	var bad []string
+	for _, o := range disabled {
+		var r resp
+		for attempt := 0; attempt < 3; attempt++ {
+			if r = do(hc, "GET", "http://"+nd.httpAddr+"/api/v1/schedule/"+o.id+"/"+query, nil); r.status == 200 || r.status == 404 {
+				break
+			}
+		}
+		var got struct{ Enabled *bool }
+		if r.status != 200 || r.decode(&got) != nil || got.Enabled == nil || *got.Enabled {
+			bad = append(bad, fmt.Sprintf("%v: %v", o, r))
+		}
+	}
+	return bad
 }
