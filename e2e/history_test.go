@@ -20,17 +20,18 @@ const (
 
 // op is one client operation as the client saw it.
 type op struct {
-	client int
-	kind   string // create | read | disable | delete
-	key    string // the create's unique endpoint path: /s/c<client>-<seq>
-	id     string // schedule id (create: from the answer; read: the id asked for)
-	firing bool   // create: an every-second schedule
-	invoke time.Time
-	ret    time.Time
-	out    string
-	status int
-	found  bool // read ok: 200 (true) or 404 (false)
-	detail string
+	client  int
+	kind    string // create | read | disable | delete
+	key     string // the create's unique endpoint path: /s/c<client>-<seq>
+	id      string // schedule id (create: from the answer; read: the id asked for)
+	firing  bool   // create: an every-second schedule
+	invoke  time.Time
+	ret     time.Time
+	out     string
+	status  int
+	found   bool // read ok: 200 (true) or 404 (false)
+	enabled bool // read found: the schedule's enabled field
+	detail  string
 }
 
 func (o op) String() string {
@@ -38,6 +39,9 @@ func (o op) String() string {
 		o.invoke.Format("15:04:05.000"), o.ret.Format("15:04:05.000"), o.ret.Sub(o.invoke).Round(time.Millisecond), o.out, o.status)
 	if o.kind == "read" && o.out == outOK {
 		s += fmt.Sprintf(" found=%v", o.found)
+		if o.found {
+			s += fmt.Sprintf(" enabled=%v", o.enabled)
+		}
 	}
 	if o.detail != "" {
 		s += " " + strings.TrimSpace(o.detail)

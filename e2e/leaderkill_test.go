@@ -220,10 +220,13 @@ func read(hc *http.Client, lb *loadBalancer, hist *history, cl int, key, id stri
 	o := op{client: cl, kind: "read", key: key, id: id, invoke: time.Now()}
 	r := do(hc, "GET", lb.url("/api/v1/schedule/"+id+"/?consistency=strong"), nil)
 	o.ret, o.status = time.Now(), r.status
-	var got struct{ ID string }
+	var got struct {
+		ID      string
+		Enabled *bool
+	}
 	switch {
-	case r.status == 200 && r.decode(&got) == nil && got.ID == id:
-		o.out, o.found = outOK, true
+	case r.status == 200 && r.decode(&got) == nil && got.ID == id && got.Enabled != nil:
+		o.out, o.found, o.enabled = outOK, true, *got.Enabled
 	case r.status == 404:
 		o.out = outOK
 	case r.status >= 400 && r.status < 500:

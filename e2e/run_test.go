@@ -234,6 +234,11 @@ func (lr *loadRun) check(ops []op, end time.Time) {
 	for _, v := range checkCreateRead(ops) {
 		violate("%s", v)
 	}
+	lin := checkLinearizable(ops, 10*time.Second)
+	violations = append(violations, lin.bad...)
+	if lin.timedOut > 0 {
+		t.Logf("linearizability: %d partitions not decided within 10s each", lin.timedOut)
+	}
 	// Acknowledged disables: the schedule reads enabled=false on every node.
 	for i, nd := range c.nodes {
 		q := ""
@@ -310,6 +315,8 @@ func (lr *loadRun) check(ops []op, end time.Time) {
 	sort.Strings(so)
 	t.Logf("disables/deletes: %s; %d acknowledged stops checked against %d deliveries of theirs, latest delivered slot %v after its stop's acknowledgement (limit %v)",
 		strings.Join(so, ", "), stopReport.checked, stopReport.deliveries, stopReport.maxLead.Round(time.Millisecond), stopMargin)
+	t.Logf("linearizability (porcupine, per schedule): %d operations in %d partitions checked in %v, %d undecided, %d not linearizable",
+		lin.ops, lin.partitions, lin.elapsed.Round(time.Millisecond), lin.timedOut, len(lin.bad))
 	if sum := outcomeSummary(ops); sum != "" {
 		t.Logf("answers other than ok:\n%s", sum)
 	}
