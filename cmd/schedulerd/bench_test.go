@@ -249,11 +249,15 @@ func BenchmarkSchedules(b *testing.B) {
 
 // fireSink counts deliveries and records each one's lateness.
 type fireSink struct {
-	mu   sync.Mutex
-	late []time.Duration
-	keys map[string]int
-	srv  *httptest.Server
+	mu    sync.Mutex
+	late  []time.Duration
+	keys  map[string]int
+	fires []fire
+	srv   *httptest.Server
 }
+
+// fire is one delivery: its slot and when it arrived.
+type fire struct{ slot, at time.Time }
 
 func newFireSink(b *testing.B) *fireSink {
 	s := &fireSink{keys: map[string]int{}}
@@ -264,6 +268,7 @@ func newFireSink(b *testing.B) *fireSink {
 		s.mu.Lock()
 		if err == nil {
 			s.late = append(s.late, at.Sub(slot))
+			s.fires = append(s.fires, fire{slot, at})
 		}
 		s.keys[r.Header.Get("Idempotency-Key")]++
 		s.mu.Unlock()

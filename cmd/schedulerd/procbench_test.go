@@ -113,7 +113,16 @@ func (c *procCluster) waitReady() nodeSpec {
 //	go test -run '^$' -bench LeaderKill -benchtime 20x ./cmd/schedulerd/
 func BenchmarkLeaderKill(b *testing.B) {
 	c := newProcCluster(b)
-	var gaps []time.Duration
+	// One schedule fires every second throughout: after each kill, the time
+	// to its next delivery says when firing is back, and at the end every
+	// slot must have arrived.
+	sk := newFireSink(b)
+	leader := c.waitReady()
+	if code, body := c.do("POST", leader.httpAddr, "/api/v1/schedule/",
+		`{"endpoint": "`+sk.srv.URL+`/tick", "cron_definition": "* * * * * * *"}`); code != http.StatusCreated {
+		b.Fatalf("create the ticking schedule: %d %s", code, body)
+	}
+	var gaps, fireGaps []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -139,13 +148,52 @@ func BenchmarkLeaderKill(b *testing.B) {
 		}
 		gaps = append(gaps, time.Since(t0))
 		b.StopTimer()
+		// Firing is back when a slot due after the kill arrives.
+		var back time.Duration
+		for deadline := time.Now().Add(30 * time.Second); back == 0; {
+			sk.mu.Lock()
+			for _, f := range sk.fires {
+				if f.slot.After(t0) {
+					back = f.at.Sub(t0)
+					break
+				}
+			}
+			sk.mu.Unlock()
+			if back == 0 {
+				if time.Now().After(deadline) {
+					b.Fatalf("no slot after the kill of %s delivered within 30s", victim.id)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		fireGaps = append(fireGaps, back)
 		c.start(victim)
 		b.StartTimer()
 	}
 	b.StopTimer()
 	sort.Slice(gaps, func(i, j int) bool { return gaps[i] < gaps[j] })
+	sort.Slice(fireGaps, func(i, j int) bool { return fireGaps[i] < fireGaps[j] })
 	b.ReportMetric(float64(gaps[len(gaps)/2].Milliseconds()), "p50-ms-to-write")
 	b.ReportMetric(float64(gaps[len(gaps)-1].Milliseconds()), "max-ms-to-write")
+	b.ReportMetric(float64(fireGaps[len(fireGaps)/2].Milliseconds()), "p50-ms-to-fire")
+	b.ReportMetric(float64(fireGaps[len(fireGaps)-1].Milliseconds()), "max-ms-to-fire")
+	// Every slot from the first delivered to the last must have arrived.
+	sk.mu.Lock()
+	slots := map[int64]bool{}
+	first, last := int64(1<<62), int64(0)
+	for _, f := range sk.fires {
+		u := f.slot.Unix()
+		slots[u] = true
+		first, last = min(first, u), max(last, u)
+	}
+	sk.mu.Unlock()
+	missing := 0
+	for u := first; u <= last; u++ {
+		if !slots[u] {
+			missing++
+		}
+	}
+	b.ReportMetric(float64(missing), "slots-lost")
 	b.ReportMetric(0, "ns/op")
 }
 
