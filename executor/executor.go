@@ -407,16 +407,13 @@ func (t *term) fireDue(now time.Time) {
 	for len(t.heap) > 0 && t.heap[0].at <= horizon {
 		var claims []fsm.Claim
 		var missed []fsm.Claim
-		type planned struct {
-			e    *entry
-			next int64
-			ok   bool
-		}
-		var batch []planned
+		var batch []*entry
 		for len(t.heap) > 0 && t.heap[0].at <= horizon && len(claims) < t.e.cfg.MaxClaim {
 			e := heap.Pop(&t.heap).(*entry)
 			delete(t.byID, e.id)
-			fire, miss, next, ok := plan(e.spec, e.at, horizon, t.e.cfg.CatchUpWindow+claimAhead)
+			// The claims move LastSlot; the refresh below re-reads the
+			// schedules for their next slot, so plan's own is not needed.
+			fire, miss, _, _ := plan(e.spec, e.at, horizon, t.e.cfg.CatchUpWindow+claimAhead)
 			for _, s := range fire {
 				claims = append(claims, fsm.Claim{ScheduleID: e.id, Slot: s})
 			}
@@ -426,7 +423,7 @@ func (t *term) fireDue(now time.Time) {
 			for _, s := range miss {
 				missed = append(missed, fsm.Claim{ScheduleID: e.id, Slot: s})
 			}
-			batch = append(batch, planned{e, next, ok})
+			batch = append(batch, e)
 		}
 		if len(missed) > 0 {
 			if t.e.cfg.Metrics != nil {
@@ -438,9 +435,9 @@ func (t *term) fireDue(now time.Time) {
 		if err != nil {
 			// Not leader any more, or the claim failed: put the schedules
 			// back untouched; a new leader derives the same slots.
-			for _, p := range batch {
-				t.byID[p.e.id] = p.e
-				heap.Push(&t.heap, p.e)
+			for _, e := range batch {
+				t.byID[e.id] = e
+				heap.Push(&t.heap, e)
 			}
 			if t.ctx.Err() == nil {
 				t.e.log.Warn("claiming slots failed; retrying", "slots", len(claims), "error", err)
@@ -465,8 +462,8 @@ func (t *term) fireDue(now time.Time) {
 		// The claim changed LastSlot (and maybe disabled the schedule):
 		// re-read those schedules rather than trusting the plan.
 		ids := make([]string, 0, len(batch))
-		for _, p := range batch {
-			ids = append(ids, p.e.id)
+		for _, e := range batch {
+			ids = append(ids, e.id)
 		}
 		t.refresh(ids)
 		// A schedule whose slot was refused and that still wants the same
