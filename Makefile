@@ -72,3 +72,10 @@ chaos:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) || \
 	  echo "nginx could not be installed: the load-balancer tests will skip"
 	E2E_DURATION=$(DURATION) E2E_CLIENT_TICK=$${E2E_CLIENT_TICK:-1s} $(GO) test -tags e2e -count=1 -timeout 0 -v -run 'TestLeaderKillsUnderLoad' ./e2e/
+
+# Reproducible benchmark report: machine, versions, fsync floor, the Go
+# benchmarks of cmd/schedulerd and ratios -> docs/bench-report.{md,json}.
+# PROFILE=quick (a few minutes) or PROFILE=full.
+.PHONY: bench-report
+bench-report:
+	$(GO) run ./cmd/schedbench -profile $${PROFILE:-quick}
