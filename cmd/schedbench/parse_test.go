@@ -167,3 +167,13 @@ func TestParseMemTotal(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestDrawPlots(t *testing.T) {
+	rs := Group(ParseOutput(strings.NewReader(sample)))
+	dir := t.TempDir()
+	got := drawPlots(Report{Results: rs, Machine: Machine{Fsync: Fsync{P50Ms: 0.25}}}, dir)
+	want := "replicatedwrites-throughput.png,firealigned-lateness.png"
+	if strings.Join(got, ",") != want {
+		t.Fatalf("plots %v, want %s", got, want)
+	}
+}
