@@ -80,12 +80,11 @@ func (n *Node) startTerm(parent context.Context) *leaderTerm {
 func (n *Node) runTerm(ctx context.Context, wg *sync.WaitGroup) {
 	n.log.Info("gained leadership; waiting for the log to be applied")
 	for {
-		err := n.raft.Barrier(10 * time.Second).Error()
+		err := n.await(n.raft.Barrier(10 * time.Second))
 		if err == nil {
 			break
 		}
-		if errors.Is(mapRaftError(err), ErrNotLeader) || errors.Is(mapRaftError(err), ErrLeadershipLost) ||
-			errors.Is(mapRaftError(err), ErrShutdown) {
+		if errors.Is(err, ErrNotLeader) || errors.Is(err, ErrLeadershipLost) || errors.Is(err, ErrShutdown) {
 			return
 		}
 		n.log.Warn("barrier failed; retrying", "error", err)

@@ -320,17 +320,8 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (any, uint64, error) {
 		}
 	}
 	f := n.raft.Apply(cmd, timeout)
-	// raft leaves futures still queued at shutdown unanswered; stop waiting
-	// when the node closes.
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return nil, 0, mapRaftError(err)
-		}
-	case <-n.closing:
-		return nil, 0, ErrShutdown
+	if err := n.await(f); err != nil {
+		return nil, 0, err
 	}
 	resp := f.Response()
 	if err, ok := resp.(error); ok {
@@ -346,6 +337,23 @@ func (n *Node) ApplyCommand(ctx context.Context, t fsm.CommandType, payload any)
 		return nil, 0, err
 	}
 	return n.Apply(ctx, cmd)
+}
+
+// await waits for a raft future. raft leaves futures still queued at
+// shutdown unanswered, so waiting also ends when the node closes; otherwise
+// closing could wait forever on its own leader-only work.
+func (n *Node) await(f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return mapRaftError(err)
+		}
+		return nil
+	case <-n.closing:
+		return ErrShutdown
+	}
 }
 
 func mapRaftError(err error) error {
@@ -379,8 +387,8 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 		return ErrNotLeader
 	}
 	commit := n.raft.CommitIndex()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
-		return mapRaftError(err)
+	if err := n.await(n.raft.VerifyLeader()); err != nil {
+		return err
 	}
 	return n.waitCaughtUp(ctx, commit)
 }
@@ -421,13 +429,13 @@ func (n *Node) Join(ctx context.Context, id, raftAddr string) error {
 			return nil
 		}
 		if sameID || sameAddr {
-			if err := n.raft.RemoveServer(s.ID, 0, timeoutOf(ctx)).Error(); err != nil {
-				return fmt.Errorf("remove stale member %s at %s: %w", s.ID, s.Address, mapRaftError(err))
+			if err := n.await(n.raft.RemoveServer(s.ID, 0, timeoutOf(ctx))); err != nil {
+				return fmt.Errorf("remove stale member %s at %s: %w", s.ID, s.Address, err)
 			}
 		}
 	}
-	if err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, timeoutOf(ctx)).Error(); err != nil {
-		return fmt.Errorf("add voter %s at %s: %w", id, raftAddr, mapRaftError(err))
+	if err := n.await(n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, timeoutOf(ctx))); err != nil {
+		return fmt.Errorf("add voter %s at %s: %w", id, raftAddr, err)
 	}
 	n.log.Info("member joined", "id", id, "raft_addr", raftAddr)
 	return nil
@@ -456,8 +464,8 @@ func (n *Node) Remove(ctx context.Context, id string) error {
 	if _, _, err := n.ApplyCommand(ctx, fsm.CmdRemoveNode, fsm.RemoveNodeCmd{ID: id}); err != nil {
 		return fmt.Errorf("forget member %s: %w", id, err)
 	}
-	if err := n.raft.RemoveServer(raft.ServerID(id), 0, timeoutOf(ctx)).Error(); err != nil {
-		return fmt.Errorf("remove member %s: %w", id, mapRaftError(err))
+	if err := n.await(n.raft.RemoveServer(raft.ServerID(id), 0, timeoutOf(ctx))); err != nil {
+		return fmt.Errorf("remove member %s: %w", id, err)
 	}
 	n.log.Info("member removed", "id", id)
 	return nil
