@@ -90,23 +90,9 @@ func throughputPlot(group string, rs []Result, dir string) (string, error) {
 			xys[j] = plotter.XY{X: q.x, Y: q.y}
 			errs[j] = struct{ Low, High float64 }{q.y - q.lo, q.hi - q.y}
 		}
-		l, pts, err := plotter.NewLinePoints(xys)
-		if err != nil {
+		if err := addSeries(p, i, name, xys, errs); err != nil {
 			return "", err
 		}
-		c := plotutil.Color(i)
-		l.Color, pts.Color = c, c
-		pts.Shape = plotutil.Shape(i)
-		eb, err := plotter.NewYErrorBars(struct {
-			plotter.XYer
-			plotter.YErrorer
-		}{xys, errs})
-		if err != nil {
-			return "", err
-		}
-		eb.Color = c
-		p.Add(l, pts, eb)
-		p.Legend.Add(name, l, pts)
 	}
 	f := strings.ToLower(group) + "-throughput.png"
 	return f, p.Save(6*vg.Inch, 4*vg.Inch, filepath.Join(dir, f))
@@ -135,23 +121,9 @@ func latenessPlot(group string, rs []Result, fs Fsync, dir string) (string, erro
 		if len(xys) == 0 {
 			continue
 		}
-		l, pts, err := plotter.NewLinePoints(xys)
-		if err != nil {
+		if err := addSeries(p, n, r.Name, xys, errs); err != nil {
 			return "", err
 		}
-		c := plotutil.Color(n)
-		l.Color, pts.Color = c, c
-		pts.Shape = plotutil.Shape(n)
-		eb, err := plotter.NewYErrorBars(struct {
-			plotter.XYer
-			plotter.YErrorer
-		}{xys, errs})
-		if err != nil {
-			return "", err
-		}
-		eb.Color = c
-		p.Add(l, pts, eb)
-		p.Legend.Add(r.Name, l, pts)
 		n++
 	}
 	if n == 0 {
@@ -170,4 +142,27 @@ func latenessPlot(group string, rs []Result, fs Fsync, dir string) (string, erro
 	p.Y.Min = 0
 	f := strings.ToLower(group) + "-lateness.png"
 	return f, p.Save(6*vg.Inch, 4*vg.Inch, filepath.Join(dir, f))
+}
+
+// addSeries draws one named series as a line with points and min–max error
+// bars, in the i-th color and shape.
+func addSeries(p *plot.Plot, i int, name string, xys plotter.XYs, errs plotter.YErrors) error {
+	l, pts, err := plotter.NewLinePoints(xys)
+	if err != nil {
+		return err
+	}
+	c := plotutil.Color(i)
+	l.Color, pts.Color = c, c
+	pts.Shape = plotutil.Shape(i)
+	eb, err := plotter.NewYErrorBars(struct {
+		plotter.XYer
+		plotter.YErrorer
+	}{xys, errs})
+	if err != nil {
+		return err
+	}
+	eb.Color = c
+	p.Add(l, pts, eb)
+	p.Legend.Add(name, l, pts)
+	return nil
 }
