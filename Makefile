@@ -65,13 +65,16 @@ e2e:
 	  echo "nginx could not be installed: the load-balancer tests will skip"
 	$(GO) test -tags e2e -count=1 -timeout 12m -v ./e2e/
 
-# Longer soak of the same nemesis: leader kills under load for DURATION.
+# Soak: the same workload for DURATION with a random fault (leader kill,
+# random kill, leader SIGSTOP, leader blackhole, kill-all) every 30-120 s.
+# Histories and node logs are kept under CHAOS_DIR only when a run fails.
 DURATION ?= 30m
+CHAOS_DIR ?= chaos-failures
 chaos:
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) || \
 	  echo "nginx could not be installed: the load-balancer tests will skip"
-	E2E_DURATION=$(DURATION) E2E_CLIENT_TICK=$${E2E_CLIENT_TICK:-1s} $(GO) test -tags e2e -count=1 -timeout 0 -v -run 'TestLeaderKillsUnderLoad' ./e2e/
+	E2E_DURATION=$(DURATION) E2E_KEEP_DIR=$(abspath $(CHAOS_DIR)) E2E_CLIENT_TICK=$${E2E_CLIENT_TICK:-1s} $(GO) test -tags e2e -count=1 -timeout 0 -v -run 'TestChaos' ./e2e/
 
 # Reproducible benchmark report: machine, versions, fsync floor, the Go
 # benchmarks of cmd/schedulerd and ratios -> docs/bench-report.{md,json}.

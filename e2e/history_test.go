@@ -21,7 +21,7 @@ const (
 // op is one client operation as the client saw it.
 type op struct {
 	client  int
-	kind    string // create | read | disable | delete
+	kind    string // create | read | update | disable | enable | delete
 	key     string // the create's unique endpoint path: /s/c<client>-<seq>
 	id      string // schedule id (create: from the answer; read: the id asked for)
 	firing  bool   // create: an every-second schedule
@@ -31,6 +31,7 @@ type op struct {
 	status  int
 	found   bool // read ok: 200 (true) or 404 (false)
 	enabled bool // read found: the schedule's enabled field
+	ver     int  // update: the payload version written; read found: the one read
 	detail  string
 }
 
@@ -40,8 +41,11 @@ func (o op) String() string {
 	if o.kind == "read" && o.out == outOK {
 		s += fmt.Sprintf(" found=%v", o.found)
 		if o.found {
-			s += fmt.Sprintf(" enabled=%v", o.enabled)
+			s += fmt.Sprintf(" enabled=%v v=%d", o.enabled, o.ver)
 		}
+	}
+	if o.kind == "update" {
+		s += fmt.Sprintf(" v=%d", o.ver)
 	}
 	if o.detail != "" {
 		s += " " + strings.TrimSpace(o.detail)
@@ -79,14 +83,26 @@ func (h *history) snapshot() []op {
 	return append([]op(nil), h.ops...)
 }
 
-// stopsByID: the disable and delete operations of each schedule, whatever
-// their outcome.
-func stopsByID(ops []op) map[string][]op {
+// isWrite: an operation on an existing schedule that changes it.
+func isWrite(kind string) bool {
+	return kind == "update" || kind == "disable" || kind == "enable" || kind == "delete"
+}
+
+// isStop: a write after which the schedule must not fire.
+func isStop(kind string) bool { return kind == "disable" || kind == "delete" }
+
+// writesByID: the updates, disables, enables and deletes of each schedule,
+// whatever their outcome, in invocation order (only the schedule's own
+// client writes to it, one operation at a time).
+func writesByID(ops []op) map[string][]op {
 	m := map[string][]op{}
 	for _, o := range ops {
-		if o.kind == "disable" || o.kind == "delete" {
+		if isWrite(o.kind) {
 			m[o.id] = append(m[o.id], o)
 		}
+	}
+	for _, ws := range m {
+		sort.SliceStable(ws, func(i, j int) bool { return ws[i].invoke.Before(ws[j].invoke) })
 	}
 	return m
 }
@@ -146,22 +162,48 @@ type stopStats struct {
 	bad                 []string
 }
 
-// checkNoDeliveryAfterStop: nothing is delivered for a schedule with a slot
-// later than its acknowledged disable or delete plus stopMargin.
-func checkNoDeliveryAfterStop(ops []op, ds []sinkDelivery) stopStats {
-	st := stopStats{maxLead: -time.Hour}
-	acked := map[string]op{} // id → earliest acknowledged stop
-	for _, o := range ops {
-		if (o.kind == "disable" || o.kind == "delete") && o.out == outOK {
-			if p, ok := acked[o.id]; !ok || o.ret.Before(p.ret) {
-				acked[o.id] = o
+// quietWindow: after an acknowledged stop, no slot may be delivered from
+// the acknowledgement + stopMargin until the next enable of the schedule
+// was invoked (whatever its outcome; never, for a delete).
+type quietWindow struct {
+	stop op
+	end  time.Time // zero: open-ended
+}
+
+// quietWindows of one schedule's writes (in invocation order).
+func quietWindows(ws []op) []quietWindow {
+	var qs []quietWindow
+	for i, o := range ws {
+		if !isStop(o.kind) || o.out != outOK {
+			continue
+		}
+		q := quietWindow{stop: o}
+		for _, n := range ws[i+1:] {
+			if n.kind == "enable" {
+				q.end = n.invoke
+				break
 			}
 		}
+		qs = append(qs, q)
 	}
-	st.checked = len(acked)
+	return qs
+}
+
+// checkNoDeliveryAfterStop: nothing is delivered for a schedule with a slot
+// later than an acknowledged disable or delete plus stopMargin, unless the
+// slot is after a later enable was invoked.
+func checkNoDeliveryAfterStop(ops []op, ds []sinkDelivery) stopStats {
+	st := stopStats{maxLead: -time.Hour}
+	windows := map[string][]quietWindow{}
+	for id, ws := range writesByID(ops) {
+		if qs := quietWindows(ws); len(qs) > 0 {
+			windows[id] = qs
+			st.checked += len(qs)
+		}
+	}
 	for _, d := range ds {
 		id, slotStr, _ := strings.Cut(d.key, ":")
-		o, ok := acked[id]
+		qs, ok := windows[id]
 		if !ok {
 			continue
 		}
@@ -175,15 +217,52 @@ func checkNoDeliveryAfterStop(ops []op, ds []sinkDelivery) stopStats {
 			}
 			slotAt = time.Unix(slot, 0)
 		}
-		st.deliveries++
-		lead := slotAt.Sub(o.ret)
-		st.maxLead = max(st.maxLead, lead)
-		if lead > stopMargin {
-			st.bad = append(st.bad, fmt.Sprintf("delivery after an acknowledged %s: key %s scheduled-at %s attempt %s arrived %s, slot %v after the acknowledgement (limit %v): %v",
-				o.kind, d.key, d.scheduledAt, d.attempt, d.at.Format("15:04:05.000"), lead.Round(time.Millisecond), stopMargin, o))
+		for _, q := range qs {
+			if slotAt.Before(q.stop.invoke.Truncate(time.Second)) || (!q.end.IsZero() && !slotAt.Before(q.end)) {
+				continue
+			}
+			st.deliveries++
+			lead := slotAt.Sub(q.stop.ret)
+			st.maxLead = max(st.maxLead, lead)
+			if lead > stopMargin {
+				st.bad = append(st.bad, fmt.Sprintf("delivery after an acknowledged %s: key %s scheduled-at %s attempt %s arrived %s, slot %v after the acknowledgement (limit %v): %v",
+					q.stop.kind, d.key, d.scheduledAt, d.attempt, d.at.Format("15:04:05.000"), lead.Round(time.Millisecond), stopMargin, q.stop))
+			}
 		}
 	}
 	return st
+}
+
+// span is a range of slots (unix seconds, inclusive) a schedule owes.
+type span struct{ from, to int64 }
+
+// owedSpans: the slots a firing schedule must deliver, given its writes in
+// invocation order and the run's last slot. The first span starts at the
+// schedule's first delivered slot (from = 0 here, filled by checkSlots);
+// each stop (disable or delete, whatever its outcome) ends the current span
+// a second before its invocation; an acknowledged enable opens a new one
+// at the second after its acknowledgement (the executor resumes at slots
+// after the second the enable took effect; the slots in between are not
+// owed). An enable of unknown outcome opens nothing: its slots may or may
+// not come.
+func owedSpans(ws []op, endSlot int64) []span {
+	var out []span
+	cur, open := span{}, true
+	for _, o := range ws {
+		switch {
+		case isStop(o.kind) && open:
+			cur.to = min(endSlot, o.invoke.Unix()-1)
+			out = append(out, cur)
+			open = false
+		case o.kind == "enable" && !open && o.out == outOK:
+			cur, open = span{from: o.ret.Unix() + 1}, true
+		}
+	}
+	if open {
+		cur.to = endSlot
+		out = append(out, cur)
+	}
+	return out
 }
 
 func durations(ds []time.Duration) string {

@@ -104,19 +104,27 @@ func TestLeaderKillsUnderLoad(t *testing.T) {
 
 // runClient creates schedules through nginx and reads each back with a
 // linearizable read, plus one earlier schedule of its own, until ctx ends.
-// Odd-numbered clients also stop their own firing schedules: about one
-// iteration in ten, one of them at least 3 s old is disabled (PATCH
-// {"enabled": false}) or deleted, alternately; an acknowledged stop gives
-// its firing slot back, so new firing schedules keep being created.
+// About one iteration in eight it also updates the payload of one of its
+// schedules (PATCH {"payload": {..., "v": n}}, n unique per client).
+// Odd-numbered clients also stop and restart their own firing schedules:
+// about one iteration in ten, either one disabled at least 3 s ago is
+// re-enabled (PATCH {"enabled": true}), or the oldest live firing schedule
+// at least 3 s old is disabled (PATCH {"enabled": false}) or deleted,
+// alternately. A disabled schedule keeps its firing place until it is
+// enabled again; an acknowledged delete gives its place back, so new
+// firing schedules keep being created.
 func runClient(ctx context.Context, cl int, hc *http.Client, lb *loadBalancer, sk *sink, hist *history, firingLeft *atomic.Int64, tick time.Duration) {
 	rng := rand.New(rand.NewPCG(uint64(cl), 7))
-	var mine []string
+	var mine []string         // every schedule it created, for reads
+	var updatable []string    // those not deleted
+	gone := map[string]bool{} // delete attempted
 	type live struct {
 		id string
 		at time.Time
 	}
-	var firingMine []live // firing schedules not yet stopped
-	stops := 0
+	var firingMine []live   // firing schedules not stopped
+	var disabledMine []live // firing schedules disabled (or perhaps: unknown outcome)
+	stops, ver := 0, 0
 	tk := time.NewTicker(tick) // the client's request rate
 	defer tk.Stop()
 	for seq := 1; ; seq++ {
@@ -141,6 +149,7 @@ func runClient(ctx context.Context, cl int, hc *http.Client, lb *loadBalancer, s
 		case r.status == 201 && r.decode(&created) == nil && created.ID != "":
 			o.out, o.id = outOK, created.ID
 			mine = append(mine, created.ID)
+			updatable = append(updatable, created.ID)
 			if firing {
 				firingMine = append(firingMine, live{created.ID, o.ret})
 			}
@@ -151,7 +160,7 @@ func runClient(ctx context.Context, cl int, hc *http.Client, lb *loadBalancer, s
 		}
 		if firing && o.out != outOK {
 			// Soft cap: a create that may not have happened gives its
-			// firing slot back (one that did happen fires all the same).
+			// firing place back (one that did happen fires all the same).
 			firingLeft.Add(1)
 		}
 		hist.add(o)
@@ -161,13 +170,42 @@ func runClient(ctx context.Context, cl int, hc *http.Client, lb *loadBalancer, s
 		if len(mine) > 0 {
 			read(hc, lb, hist, cl, "", mine[rng.IntN(len(mine))])
 		}
-		if cl%2 == 1 && len(firingMine) > 0 && time.Since(firingMine[0].at) > 3*time.Second && rng.IntN(10) == 0 {
+		if len(updatable) > 0 && rng.IntN(8) == 0 {
+			ver++
+			id := updatable[rng.IntN(len(updatable))]
+			if !gone[id] {
+				writeSchedule(hc, lb, hist, op{client: cl, kind: "update", id: id, ver: ver},
+					map[string]any{"payload": map[string]any{"client": cl, "seq": seq, "v": ver}})
+			}
+		}
+		if cl%2 == 0 || rng.IntN(10) != 0 {
+			continue
+		}
+		if len(disabledMine) > 0 && time.Since(disabledMine[0].at) > 3*time.Second && rng.IntN(2) == 0 {
+			// A disabled schedule kept its firing place for this.
+			id := disabledMine[0].id
+			disabledMine = disabledMine[1:]
+			switch writeSchedule(hc, lb, hist, op{client: cl, kind: "enable", id: id}, map[string]any{"enabled": true}) {
+			case outFailed:
+				firingLeft.Add(1)
+			default: // ok, or perhaps enabled: it may fire, so it may be stopped again
+				firingMine = append(firingMine, live{id, time.Now()})
+			}
+			continue
+		}
+		if len(firingMine) > 0 && time.Since(firingMine[0].at) > 3*time.Second {
 			id := firingMine[0].id
 			firingMine = firingMine[1:]
 			stops++
-			if stopSchedule(hc, lb, hist, cl, id, stops%2 == 0) {
-				firingLeft.Add(1)
+			if stops%2 == 0 {
+				gone[id] = true
+				if writeSchedule(hc, lb, hist, op{client: cl, kind: "delete", id: id}, nil) == outOK {
+					firingLeft.Add(1)
+				}
+				continue
 			}
+			writeSchedule(hc, lb, hist, op{client: cl, kind: "disable", id: id}, map[string]any{"enabled": false})
+			disabledMine = append(disabledMine, live{id, time.Now()})
 		}
 	}
 }
@@ -186,26 +224,48 @@ func takeFiring(left *atomic.Int64) bool {
 	}
 }
 
-// stopSchedule disables (PATCH {"enabled": false}) or deletes one of the
-// client's schedules through nginx and records it; true when acknowledged.
+// scheduleState is what the checks read of a schedule.
+type scheduleState struct {
+	ID      string
+	Enabled *bool
+	Payload struct {
+		V int `json:"v"`
+	}
+}
+
+// writeSchedule PATCHes (update, disable, enable) or DELETEs one of the
+// client's schedules through nginx and records it; returns the outcome.
 // A DELETE answered 404 counts as acknowledged: only this client deletes
 // its schedules, and nginx may have retried the DELETE (an idempotent
-// method) on another node after a first attempt that was applied.
-func stopSchedule(hc *http.Client, lb *loadBalancer, hist *history, cl int, id string, del bool) bool {
-	o := op{client: cl, kind: "disable", id: id, invoke: time.Now()}
+// method) on another node after a first attempt that was applied. A PATCH
+// is acknowledged by a 200 whose body shows the change.
+func writeSchedule(hc *http.Client, lb *loadBalancer, hist *history, o op, patch map[string]any) string {
+	o.invoke = time.Now()
 	var r resp
-	if del {
-		o.kind = "delete"
-		r = do(hc, "DELETE", lb.url("/api/v1/schedule/"+id+"/"), nil)
+	if o.kind == "delete" {
+		r = do(hc, "DELETE", lb.url("/api/v1/schedule/"+o.id+"/"), nil)
 	} else {
-		r = do(hc, "PATCH", lb.url("/api/v1/schedule/"+id+"/"), map[string]any{"enabled": false})
+		r = do(hc, "PATCH", lb.url("/api/v1/schedule/"+o.id+"/"), patch)
 	}
 	o.ret, o.status = time.Now(), r.status
-	var got struct{ Enabled *bool }
+	var got scheduleState
+	applied := func() bool {
+		if r.status != 200 || r.decode(&got) != nil || got.Enabled == nil {
+			return false
+		}
+		switch o.kind {
+		case "update":
+			return got.Payload.V == o.ver
+		case "enable":
+			return *got.Enabled
+		default:
+			return !*got.Enabled
+		}
+	}
 	switch {
-	case del && (r.status == 204 || r.status == 404):
+	case o.kind == "delete" && (r.status == 204 || r.status == 404):
 		o.out = outOK
-	case !del && r.status == 200 && r.decode(&got) == nil && got.Enabled != nil && !*got.Enabled:
+	case o.kind != "delete" && applied():
 		o.out = outOK
 	case r.status >= 400 && r.status < 500:
 		o.out, o.detail = outFailed, r.String()
@@ -213,20 +273,17 @@ func stopSchedule(hc *http.Client, lb *loadBalancer, hist *history, cl int, id s
 		o.out, o.detail = outUnknown, r.String()
 	}
 	hist.add(o)
-	return o.out == outOK
+	return o.out
 }
 
 func read(hc *http.Client, lb *loadBalancer, hist *history, cl int, key, id string) {
 	o := op{client: cl, kind: "read", key: key, id: id, invoke: time.Now()}
 	r := do(hc, "GET", lb.url("/api/v1/schedule/"+id+"/?consistency=strong"), nil)
 	o.ret, o.status = time.Now(), r.status
-	var got struct {
-		ID      string
-		Enabled *bool
-	}
+	var got scheduleState
 	switch {
 	case r.status == 200 && r.decode(&got) == nil && got.ID == id && got.Enabled != nil:
-		o.out, o.found, o.enabled = outOK, true, *got.Enabled
+		o.out, o.found, o.enabled, o.ver = outOK, true, *got.Enabled, got.Payload.V
 	case r.status == 404:
 		o.out = outOK
 	case r.status >= 400 && r.status < 500:
@@ -304,13 +361,13 @@ type slotStats struct {
 	missing, bad                    []string
 }
 
-// checkSlots: for every firing schedule, every slot from its first delivered
-// slot to endSlot was delivered at least once; every delivery's key is
-// <id>:<slot>, it came to the schedule's own endpoint, and its scheduled
-// time is the slot's.
-// A schedule in until is judged only up to until[id] (the last slot due
-// before it was disabled or deleted).
-func checkSlots(ds []sinkDelivery, firingIDs []string, idPath map[string]string, endSlot int64, until map[string]int64) slotStats {
+// checkSlots: for every firing schedule, every slot it owes was delivered
+// at least once; every delivery's key is <id>:<slot>, it came to the
+// schedule's own endpoint, and its scheduled time is the slot's. A schedule
+// owes the slots of its spans (owedSpans); one without writes owes every
+// slot from its first delivered one to endSlot. The first span's start (0)
+// is the schedule's first delivered slot.
+func checkSlots(ds []sinkDelivery, firingIDs []string, idPath map[string]string, endSlot int64, owed map[string][]span) slotStats {
 	st := slotStats{perSchedule: map[string]int{}}
 	seen := map[string]map[int64]int{}
 	for _, id := range firingIDs {
@@ -347,15 +404,20 @@ func checkSlots(ds []sinkDelivery, firingIDs []string, idPath map[string]string,
 		for s := range slots {
 			first = min(first, s)
 		}
-		last := endSlot
-		if u, ok := until[id]; ok {
-			last = min(last, u)
+		spans, ok := owed[id]
+		if !ok {
+			spans = []span{{to: endSlot}}
 		}
 		var miss []string
-		for s := first; s <= last; s++ {
-			st.slots++
-			if slots[s] == 0 {
-				miss = append(miss, time.Unix(s, 0).UTC().Format("15:04:05"))
+		for i, sp := range spans {
+			if i == 0 && sp.from == 0 {
+				sp.from = first
+			}
+			for s := sp.from; s <= min(sp.to, endSlot); s++ {
+				st.slots++
+				if slots[s] == 0 {
+					miss = append(miss, time.Unix(s, 0).UTC().Format("15:04:05"))
+				}
 			}
 		}
 		if len(miss) > 0 {

@@ -14,30 +14,33 @@ import (
 )
 
 // The per-schedule model of the linearizability check: a schedule is
-// absent, present and enabled, or present and disabled.
-const (
-	schedAbsent = iota
-	schedEnabled
-	schedDisabled
-)
+// absent, or present, enabled or not, with the payload version of its
+// latest update (0: as created).
+type schedState struct {
+	present, enabled bool
+	ver              int
+}
 
 type linInput struct {
-	kind string // create | read | disable | delete
+	kind string // create | read | update | disable | enable | delete
 	key  string // the partition: the schedule's unique endpoint path
+	ver  int    // update: the version written
 }
 
 type linOutput struct {
 	unknown bool // may or may not have happened; its answer (if any) is not known
 	found   bool // read: 200
 	enabled bool // read found: its enabled field
+	ver     int  // read found: its payload version
 }
 
-// scheduleModel: create needs an absent schedule and makes it enabled; a
-// read answers whether it exists and whether it is enabled; a disable makes
-// an existing schedule disabled; a delete makes it absent (a DELETE
-// answered 404 counts as acknowledged, see stopSchedule). Operations whose
-// outcome is unknown may take effect at any time after their invocation
-// (their return is set to infinity) or never.
+// scheduleModel: create needs an absent schedule and makes it present,
+// enabled, version 0; a read answers whether it exists and, if so, its
+// enabled field and version; update, disable and enable change an existing
+// schedule; a delete makes it absent (a DELETE answered 404 counts as
+// acknowledged, see writeSchedule). Operations whose outcome is unknown may
+// take effect at any time after their invocation (their return is set to
+// infinity) or never.
 var scheduleModel = porcupine.Model{
 	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
 		by := map[string][]porcupine.Operation{}
@@ -56,43 +59,50 @@ var scheduleModel = porcupine.Model{
 		}
 		return out
 	},
-	Init: func() interface{} { return schedAbsent },
+	Init: func() interface{} { return schedState{} },
 	Step: func(state, input, output interface{}) (bool, interface{}) {
-		st, in, out := state.(int), input.(linInput), output.(linOutput)
+		st, in, out := state.(schedState), input.(linInput), output.(linOutput)
 		switch in.kind {
 		case "create":
-			return st == schedAbsent, schedEnabled
+			return !st.present, schedState{present: true, enabled: true}
 		case "read":
 			if !out.found {
-				return st == schedAbsent, st
+				return !st.present, st
 			}
-			if out.enabled {
-				return st == schedEnabled, st
-			}
-			return st == schedDisabled, st
-		case "disable":
-			if st == schedAbsent {
+			return st.present && st.enabled == out.enabled && st.ver == out.ver, st
+		case "update", "disable", "enable":
+			if !st.present {
 				// A PATCH of an absent schedule is answered 404: only an
 				// unknown one can be linearized here, as a no-op.
 				return out.unknown, st
 			}
-			return true, schedDisabled
+			switch in.kind {
+			case "update":
+				st.ver = in.ver
+			default:
+				st.enabled = in.kind == "enable"
+			}
+			return true, st
 		case "delete":
-			return true, schedAbsent
+			return true, schedState{}
 		}
 		return false, st
 	},
 	DescribeOperation: func(input, output interface{}) string {
 		in, out := input.(linInput), output.(linOutput)
+		name := in.kind
+		if in.kind == "update" {
+			name = fmt.Sprintf("update v=%d", in.ver)
+		}
 		switch {
 		case out.unknown:
-			return in.kind + " → ?"
+			return name + " → ?"
 		case in.kind == "read" && !out.found:
 			return "read → 404"
 		case in.kind == "read":
-			return fmt.Sprintf("read → enabled=%v", out.enabled)
+			return fmt.Sprintf("read → enabled=%v v=%d", out.enabled, out.ver)
 		}
-		return in.kind + " → ok"
+		return name + " → ok"
 	},
 }
 
@@ -102,8 +112,7 @@ type linStats struct {
 	bad                       []string
 }
 
-// checkLinearizable runs porcupine over the create/read/disable/delete
-// history, one partition (schedule) at a time so that a violation names
+// checkLinearizable runs porcupine over the history, one partition (schedule) at a time so that a violation names
 // its schedule's operations. Failed operations (4xx) are left out: they
 // certainly did not happen; so are reads of unknown outcome (no answer to
 // check). Writes of unknown outcome get an infinite return time.
@@ -133,9 +142,9 @@ func checkLinearizable(ops []op, timeout time.Duration) linStats {
 		if key == "" {
 			continue // not of a schedule this history created
 		}
-		po := porcupine.Operation{ClientId: o.client, Input: linInput{kind: o.kind, key: key},
+		po := porcupine.Operation{ClientId: o.client, Input: linInput{kind: o.kind, key: key, ver: o.ver},
 			Call: o.invoke.Sub(base).Nanoseconds(), Return: o.ret.Sub(base).Nanoseconds(),
-			Output: linOutput{unknown: o.out != outOK, found: o.found, enabled: o.enabled}}
+			Output: linOutput{unknown: o.out != outOK, found: o.found, enabled: o.enabled, ver: o.ver}}
 		if o.out != outOK {
 			po.Return = math.MaxInt64
 		}
@@ -175,6 +184,7 @@ func TestScheduleModel(t *testing.T) {
 		}
 		return op{kind: kind, key: k, id: "x", out: out, found: found, enabled: enabled, invoke: at(call), ret: at(ret)}
 	}
+	v := func(o op, ver int) op { o.ver = ver; return o }
 	for _, tc := range []struct {
 		name  string
 		ops   []op
@@ -188,10 +198,64 @@ func TestScheduleModel(t *testing.T) {
 		{"read after disable sees enabled", []op{o("create", outOK, false, false, 0, 10), o("disable", outOK, false, false, 20, 30), o("read", outOK, true, true, 40, 50)}, false},
 		{"unknown disable, read either way", []op{o("create", outOK, false, false, 0, 10), o("disable", outUnknown, false, false, 20, 30), o("read", outOK, true, true, 40, 50), o("read", outOK, true, false, 60, 70)}, true},
 		{"disabled then enabled again", []op{o("create", outOK, false, false, 0, 10), o("disable", outUnknown, false, false, 20, 30), o("read", outOK, true, false, 40, 50), o("read", outOK, true, true, 60, 70)}, false},
+		{"disable, enable, read enabled", []op{o("create", outOK, false, false, 0, 10), o("disable", outOK, false, false, 20, 30), o("enable", outOK, false, false, 40, 50), o("read", outOK, true, true, 60, 70)}, true},
+		{"read after enable sees disabled", []op{o("create", outOK, false, false, 0, 10), o("disable", outOK, false, false, 20, 30), o("enable", outOK, false, false, 40, 50), o("read", outOK, true, false, 60, 70)}, false},
+		{"unknown enable seen later", []op{o("create", outOK, false, false, 0, 10), o("disable", outOK, false, false, 20, 30), o("enable", outUnknown, false, false, 40, 50), o("read", outOK, true, false, 60, 70), o("read", outOK, true, true, 80, 90)}, true},
+		{"update then read", []op{o("create", outOK, false, false, 0, 10), v(o("update", outOK, false, false, 20, 30), 3), v(o("read", outOK, true, true, 40, 50), 3)}, true},
+		{"stale version after update", []op{o("create", outOK, false, false, 0, 10), v(o("update", outOK, false, false, 20, 30), 3), v(o("read", outOK, true, true, 40, 50), 0)}, false},
+		{"read concurrent with update", []op{o("create", outOK, false, false, 0, 10), v(o("update", outOK, false, false, 20, 60), 3), v(o("read", outOK, true, true, 30, 40), 0), v(o("read", outOK, true, true, 45, 50), 3)}, true},
+		{"version goes back", []op{o("create", outOK, false, false, 0, 10), v(o("update", outOK, false, false, 20, 60), 3), v(o("read", outOK, true, true, 30, 40), 3), v(o("read", outOK, true, true, 45, 50), 0)}, false},
 	} {
 		st := checkLinearizable(tc.ops, time.Second)
 		if legal := len(st.bad) == 0; legal != tc.legal {
 			t.Errorf("%s: linearizable=%v, want %v (%v)", tc.name, legal, tc.legal, st.bad)
 		}
+	}
+}
+
+// TestWriteWindows checks owedSpans, quietWindows and finalAllowed on a
+// hand-made history of one schedule.
+func TestWriteWindows(t *testing.T) {
+	at := func(s int) time.Time { return time.Unix(int64(1000+s), 0) }
+	w := func(kind, out string, call, ret, ver int) op {
+		return op{kind: kind, id: "x", out: out, invoke: at(call), ret: at(ret), ver: ver}
+	}
+	ws := []op{
+		w("update", outOK, 5, 6, 1),
+		w("disable", outOK, 10, 11, 0),
+		w("enable", outOK, 20, 21, 0),
+		w("update", outUnknown, 25, 26, 2),
+		w("disable", outUnknown, 30, 31, 0),
+		w("enable", outUnknown, 40, 41, 0),
+		w("delete", outOK, 50, 51, 0),
+	}
+	got := owedSpans(ws, 1100)
+	want := []span{{0, 1009}, {1022, 1029}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("owedSpans = %v, want %v", got, want)
+	}
+	if got := owedSpans(ws[:3], 1100); fmt.Sprint(got) != fmt.Sprint([]span{{0, 1009}, {1022, 1100}}) {
+		t.Errorf("owedSpans(open) = %v", got)
+	}
+	qs := quietWindows(ws)
+	if len(qs) != 2 || !qs[0].end.Equal(at(20)) || qs[0].stop.kind != "disable" || !qs[1].end.IsZero() || qs[1].stop.kind != "delete" {
+		t.Errorf("quietWindows = %+v", qs)
+	}
+	vers := finalAllowed(0, ws, func(o op) (int, bool) { return o.ver, o.kind == "update" })
+	if len(vers) != 2 || !vers[1] || !vers[2] {
+		t.Errorf("finalAllowed versions = %v, want 1 and 2", vers)
+	}
+	en := finalAllowed(true, ws[:3], func(o op) (bool, bool) { return o.kind == "enable", o.kind == "enable" || o.kind == "disable" })
+	if len(en) != 1 || !en[true] {
+		t.Errorf("finalAllowed enabled = %v, want only true", en)
+	}
+	ds := []sinkDelivery{
+		{key: "x:1015", scheduledAt: time.Unix(1015, 0).UTC().Format(time.RFC3339)}, // inside the first quiet window
+		{key: "x:1012", scheduledAt: time.Unix(1012, 0).UTC().Format(time.RFC3339)}, // within the margin
+		{key: "x:1025", scheduledAt: time.Unix(1025, 0).UTC().Format(time.RFC3339)}, // re-enabled
+	}
+	st := checkNoDeliveryAfterStop(ws, ds)
+	if len(st.bad) != 1 || !strings.Contains(st.bad[0], "x:1015") {
+		t.Errorf("checkNoDeliveryAfterStop: %v", st.bad)
 	}
 }

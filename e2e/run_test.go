@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -39,7 +41,13 @@ func startLoad(t *testing.T, c *cluster, lb *loadBalancer, sk *sink, started tim
 	tick := envDuration("E2E_CLIENT_TICK", 150*time.Millisecond)
 	ctx, stop := context.WithCancel(context.Background())
 	lr := &loadRun{t: t, c: c, lb: lb, sk: sk, hist: &history{}, dg: newDigestLog(), started: started, stop: stop}
-	t.Cleanup(func() { stop(); lr.wg.Wait() })
+	t.Cleanup(func() {
+		stop()
+		lr.wg.Wait()
+		if t.Failed() {
+			lr.keep()
+		}
+	})
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	var firingLeft atomic.Int64
 	firingLeft.Store(firingMax)
@@ -64,6 +72,46 @@ func startLoad(t *testing.T, c *cluster, lb *loadBalancer, sk *sink, started tim
 	}()
 	lr.waitWrite("a first acknowledged create through nginx", started)
 	return lr
+}
+
+// keep copies the run's history, deliveries, node logs and nginx logs to
+// E2E_KEEP_DIR/<test>-<start time>/ (when set): a failed soak is then
+// studied from its files, and a passing one leaves nothing behind.
+func (lr *loadRun) keep() {
+	root := os.Getenv("E2E_KEEP_DIR")
+	if root == "" {
+		return
+	}
+	dir := filepath.Join(root, strings.ReplaceAll(lr.t.Name(), "/", "_")+"-"+lr.started.Format("20060102-150405"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		lr.t.Logf("keeping the failed run's files: %v", err)
+		return
+	}
+	var h strings.Builder
+	for _, o := range lr.hist.snapshot() {
+		h.WriteString(o.String() + "\n")
+	}
+	var d strings.Builder
+	for _, x := range lr.sk.deliveries() {
+		fmt.Fprintf(&d, "%s %s key=%s scheduled-at=%s attempt=%s\n", x.at.Format("15:04:05.000"), x.path, x.key, x.scheduledAt, x.attempt)
+	}
+	files := map[string][]byte{"history.txt": []byte(h.String()), "deliveries.txt": []byte(d.String())}
+	for _, nd := range lr.c.nodes {
+		if b, err := os.ReadFile(nd.logPath); err == nil {
+			files[nd.id+".log"] = b
+		}
+	}
+	for _, n := range []string{"access.log", "error.log"} {
+		if b, err := os.ReadFile(filepath.Join(lr.lb.dir, n)); err == nil {
+			files["nginx-"+n] = b
+		}
+	}
+	for n, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {
+			lr.t.Logf("keeping %s: %v", n, err)
+		}
+	}
+	lr.t.Logf("history, deliveries and logs of the failed run kept in %s", dir)
 }
 
 // waitWrite waits (30 s) for an acknowledged create invoked after t.
@@ -159,9 +207,9 @@ func (lr *loadRun) check(ops []op, end time.Time) {
 	// ---- creates: acknowledged ones exist once on every node (unless a
 	// delete of them was attempted; an acknowledged delete: on no node);
 	// failed ones nowhere ----
-	stops := stopsByID(ops)
+	writes := writesByID(ops)
 	deleted := func(id string) (attempted, acked bool) {
-		for _, s := range stops[id] {
+		for _, s := range writes[id] {
 			if s.kind == "delete" {
 				attempted = true
 				acked = acked || s.out == outOK
@@ -170,19 +218,17 @@ func (lr *loadRun) check(ops []op, end time.Time) {
 		return
 	}
 	var nCreate, nOK, nUnknown, nFailed, nRead, nUnknownExisted int
-	stopOut := map[string]int{} // "disable ok" → n
-	var acked, disabled []op
+	writeOut := map[string]int{} // "disable ok" → n
+	var acked []op
 	for _, o := range ops {
-		switch o.kind {
-		case "read":
+		switch {
+		case o.kind == "read":
 			nRead++
 			continue
-		case "disable", "delete":
-			stopOut[o.kind+" "+o.out]++
-			if o.kind == "disable" && o.out == outOK {
-				if del, _ := deleted(o.id); !del {
-					disabled = append(disabled, o)
-				}
+		case isWrite(o.kind):
+			writeOut[o.kind+" "+o.out]++
+			if o.status == 200 && o.out != outOK {
+				violate("write answered 200 without its change: %v", o)
 			}
 			continue
 		}
@@ -202,7 +248,7 @@ func (lr *loadRun) check(ops []op, end time.Time) {
 			delTried, delAcked := deleted(o.id)
 			switch {
 			case delAcked && len(ids) > 0:
-				violate("deleted schedule still listed (as %v): %v; delete: %v", ids, o, stops[o.id])
+				violate("deleted schedule still listed (as %v): %v; writes: %v", ids, o, writes[o.id])
 			case !delTried && (len(ids) == 0 || ids[0] != o.id):
 				violate("acknowledged create missing from the listing (found %v): %v", ids, o)
 			}
@@ -239,14 +285,15 @@ func (lr *loadRun) check(ops []op, end time.Time) {
 	if lin.timedOut > 0 {
 		t.Logf("linearizability: %d partitions not decided within 10s each", lin.timedOut)
 	}
-	// Acknowledged disables: the schedule reads enabled=false on every node.
+	// Every schedule reads, on every node, as its acknowledged writes left
+	// it (or as a write of unknown outcome may have).
 	for i, nd := range c.nodes {
 		q := ""
 		if i == 0 {
 			q = "?consistency=strong"
 		}
-		for _, m := range checkDisabled(c.hc, nd, disabled, q) {
-			violate("acknowledged disable not seen on %s%s: %s", nd.id, q, m)
+		for _, m := range checkFinal(c.hc, nd, acked, writes, q) {
+			violate("final state wrong on %s%s: %s", nd.id, q, m)
 		}
 	}
 
@@ -262,22 +309,16 @@ func (lr *loadRun) check(ops []op, end time.Time) {
 			firingIDs = append(firingIDs, ids...)
 		}
 	}
-	// A stopped schedule owes only the slots due at least a second before
-	// its first disable or delete was invoked (whatever its outcome).
-	until := map[string]int64{}
-	for id, ss := range stops {
-		first := ss[0].invoke
-		for _, s := range ss {
-			if s.invoke.Before(first) {
-				first = s.invoke
-			}
-		}
-		until[id] = first.Unix() - 1
+	// A stopped schedule owes no slot from a second before its stop was
+	// invoked until after an acknowledged re-enable (owedSpans).
+	owed := map[string][]span{}
+	for id, ws := range writes {
+		owed[id] = owedSpans(ws, endSlot)
 	}
 	var slotReport slotStats
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		slotReport = checkSlots(sk.deliveries(), firingIDs, idPath, endSlot, until)
+		slotReport = checkSlots(sk.deliveries(), firingIDs, idPath, endSlot, owed)
 		if len(slotReport.missing) == 0 || time.Now().After(deadline) {
 			break
 		}
@@ -286,7 +327,7 @@ func (lr *loadRun) check(ops []op, end time.Time) {
 	violations = append(violations, slotReport.missing...)
 	violations = append(violations, slotReport.bad...)
 	for _, o := range acked {
-		if o.firing && o.ret.Before(end.Add(-5*time.Second)) && slotReport.perSchedule[o.id] == 0 && len(stops[o.id]) == 0 {
+		if o.firing && o.ret.Before(end.Add(-5*time.Second)) && slotReport.perSchedule[o.id] == 0 && !anyStop(writes[o.id]) {
 			violate("firing schedule never delivered: %v", o)
 		}
 	}
@@ -309,11 +350,11 @@ func (lr *loadRun) check(ops []op, end time.Time) {
 	t.Logf("ops: %d (creates %d: ok %d, failed %d, unknown %d of which %d applied; strong reads %d)",
 		len(ops), nCreate, nOK, nFailed, nUnknown, nUnknownExisted, nRead)
 	var so []string
-	for k, n := range stopOut {
+	for k, n := range writeOut {
 		so = append(so, fmt.Sprintf("%s %d", k, n))
 	}
 	sort.Strings(so)
-	t.Logf("disables/deletes: %s; %d acknowledged stops checked against %d deliveries of theirs, latest delivered slot %v after its stop's acknowledgement (limit %v)",
+	t.Logf("writes to existing schedules: %s; %d acknowledged stops checked against %d deliveries of theirs, latest delivered slot %v after its stop's acknowledgement (limit %v)",
 		strings.Join(so, ", "), stopReport.checked, stopReport.deliveries, stopReport.maxLead.Round(time.Millisecond), stopMargin)
 	t.Logf("linearizability (porcupine, per schedule): %d operations in %d partitions checked in %v, %d undecided, %d not linearizable",
 		lin.ops, lin.partitions, lin.elapsed.Round(time.Millisecond), lin.timedOut, len(lin.bad))
@@ -355,20 +396,64 @@ func byIDListed(byEndpoint map[string][]string) map[string]bool {
 	return m
 }
 
-// checkDisabled GETs every disabled schedule on one node; returns those not
-// read as enabled=false.
-func checkDisabled(hc *http.Client, nd *node, disabled []op, query string) []string {
+func anyStop(ws []op) bool {
+	for _, o := range ws {
+		if isStop(o.kind) {
+			return true
+		}
+	}
+	return false
+}
+
+// finalAllowed: the values a field may hold once every write is done: the
+// last acknowledged one (or the initial value), or that of any write of
+// unknown outcome, which may take effect at any time after it was invoked.
+func finalAllowed[T comparable](initial T, ws []op, field func(op) (T, bool)) map[T]bool {
+	last := initial
+	allowed := map[T]bool{}
+	for _, o := range ws {
+		v, ok := field(o)
+		if !ok {
+			continue
+		}
+		switch o.out {
+		case outOK:
+			last = v
+		case outUnknown:
+			allowed[v] = true
+		}
+	}
+	allowed[last] = true
+	return allowed
+}
+
+// checkFinal GETs every acknowledged schedule of no delete attempt on one
+// node and compares its enabled field and payload version with what its
+// writes allow; returns the mismatches.
+func checkFinal(hc *http.Client, nd *node, acked []op, writes map[string][]op, query string) []string {
 	var bad []string
-	for _, o := range disabled {
+	for _, o := range acked {
+		ws := writes[o.id]
+		if len(ws) == 0 {
+			continue // getAll checked that it exists; nothing else changed
+		}
+		enabled := finalAllowed(true, ws, func(w op) (bool, bool) {
+			return w.kind == "enable", w.kind == "enable" || w.kind == "disable"
+		})
+		vers := finalAllowed(0, ws, func(w op) (int, bool) { return w.ver, w.kind == "update" })
 		var r resp
 		for attempt := 0; attempt < 3; attempt++ {
 			if r = do(hc, "GET", "http://"+nd.httpAddr+"/api/v1/schedule/"+o.id+"/"+query, nil); r.status == 200 || r.status == 404 {
 				break
 			}
 		}
-		var got struct{ Enabled *bool }
-		if r.status != 200 || r.decode(&got) != nil || got.Enabled == nil || *got.Enabled {
+		var got scheduleState
+		if r.status != 200 || r.decode(&got) != nil || got.Enabled == nil {
 			bad = append(bad, fmt.Sprintf("%v: %v", o, r))
+			continue
+		}
+		if !enabled[*got.Enabled] || !vers[got.Payload.V] {
+			bad = append(bad, fmt.Sprintf("reads enabled=%v v=%d, allowed enabled %v v %v: %v; writes: %v", *got.Enabled, got.Payload.V, enabled, vers, o, ws))
 		}
 	}
 	return bad
