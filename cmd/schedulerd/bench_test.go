@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,7 +96,14 @@ func (l *latencies) add(d time.Duration) {
 	l.mu.Unlock()
 }
 
-func (l *latencies) report(b *testing.B, elapsed time.Duration) {
+func (l *latencies) report(b *testing.B, elapsed time.Duration) { l.reportAs(b, elapsed, "writes/s") }
+
+// reportAs reports the rate in unit and the latency percentiles; p99.9 is
+// only meaningful with a few thousand samples, which the report's sample
+// count lets a reader check.
+func (l *latencies) reportAs(b *testing.B, elapsed time.Duration, unit string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	sort.Slice(l.d, func(i, j int) bool { return l.d[i] < l.d[j] })
 	q := func(p float64) float64 {
 		if len(l.d) == 0 {
@@ -102,16 +111,21 @@ func (l *latencies) report(b *testing.B, elapsed time.Duration) {
 		}
 		return float64(l.d[int(p*float64(len(l.d)-1))].Microseconds()) / 1000
 	}
-	b.ReportMetric(float64(len(l.d))/elapsed.Seconds(), "writes/s")
+	b.ReportMetric(float64(len(l.d))/elapsed.Seconds(), unit)
 	b.ReportMetric(q(0.50), "p50-ms")
 	b.ReportMetric(q(0.99), "p99-ms")
+	b.ReportMetric(q(0.999), "p99.9-ms")
 	b.ReportMetric(0, "ns/op")
 }
 
-// runWriters runs b.N operations split over n goroutines.
-func runWriters(b *testing.B, n int, op func(i int) error) {
+// runWriters runs b.N operations split over n goroutines (closed loop: each
+// goroutine sends its next request when the previous one is answered).
+func runWriters(b *testing.B, n int, op func(i int) error) { runClosed(b, n, "writes/s", op) }
+
+func runClosed(b *testing.B, n int, unit string, op func(i int) error) {
 	var next atomic.Int64
 	var failed atomic.Int64
+	var firstErr atomic.Value
 	lat := &latencies{}
 	var wg sync.WaitGroup
 	b.ResetTimer()
@@ -128,6 +142,7 @@ func runWriters(b *testing.B, n int, op func(i int) error) {
 				t0 := time.Now()
 				if err := op(int(i)); err != nil {
 					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err)
 					continue
 				}
 				lat.add(time.Since(t0))
@@ -138,9 +153,63 @@ func runWriters(b *testing.B, n int, op func(i int) error) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	if f := failed.Load(); f > 0 {
-		b.Fatalf("%d of %d writes failed", f, b.N)
+		b.Fatalf("%d of %d operations failed, first: %v", f, b.N, firstErr.Load())
 	}
-	lat.report(b, elapsed)
+	lat.reportAs(b, elapsed, unit)
+}
+
+// runOpenLoop sends b.N operations at a fixed arrival rate, whatever the
+// answers take, and measures each latency from the request's intended send
+// time: a stalled server delays the requests queued behind it, and that
+// delay counts (no coordinated omission). At most maxInFlight requests are
+// outstanding; a request that finds them all busy waits, and its wait
+// counts too. The run gives up grace after its last intended send time.
+func runOpenLoop(b *testing.B, rate float64, maxInFlight int, grace time.Duration, op func(i int) error) {
+	interval := time.Duration(float64(time.Second) / rate)
+	lat := &latencies{}
+	var failed, late atomic.Int64
+	var firstErr atomic.Value
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	deadline := start.Add(time.Duration(b.N)*interval + grace)
+	for w := 0; w < maxInFlight; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				intended := start.Add(time.Duration(i) * interval)
+				if time.Now().After(deadline) {
+					late.Add(1)
+					continue
+				}
+				if err := op(i); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+					continue
+				}
+				lat.add(time.Since(intended))
+			}
+		}()
+	}
+	for i := 0; i < b.N; i++ {
+		// Pacing, not waiting for a condition: the schedule is the
+		// workload.
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			time.Sleep(d)
+		}
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if f, l := failed.Load(), late.Load(); f > 0 || l > 0 {
+		b.Fatalf("%d of %d operations failed (first: %v), %d not sent within %v of their time", f, b.N, firstErr.Load(), l, grace)
+	}
+	b.ReportMetric(rate, "offered/s")
+	lat.reportAs(b, elapsed, "writes/s")
 }
 
 func BenchmarkReplicatedWrites(b *testing.B) {
@@ -169,8 +238,16 @@ func BenchmarkReplicatedWrites(b *testing.B) {
 			TokenDigest: []byte(fmt.Sprintf("%032d", n)), At: time.Now().UTC()})
 		return err
 	}
-	for _, writers := range []int{1, 64} {
+	// The same write as a raw schedule create: the floor of the schedule
+	// create benchmarks (ProcessCreates).
+	rawCreate := func(int) error {
+		_, _, err := leader.node.ApplyCommand(context.Background(), fsm.CmdCreateSchedule,
+			fsm.CreateScheduleCmd{Schedule: idleSchedule(time.Now().UTC())})
+		return err
+	}
+	for _, writers := range []int{1, 16, 64} {
 		b.Run(fmt.Sprintf("raw/writers=%d", writers), func(b *testing.B) { runWriters(b, writers, raw) })
+		b.Run(fmt.Sprintf("raw-create/writers=%d", writers), func(b *testing.B) { runWriters(b, writers, rawCreate) })
 		b.Run(fmt.Sprintf("leader/writers=%d", writers), func(b *testing.B) { runWriters(b, writers, post(leader)) })
 		b.Run(fmt.Sprintf("follower/writers=%d", writers), func(b *testing.B) { runWriters(b, writers, post(follower)) })
 	}
@@ -194,7 +271,7 @@ func BenchmarkSchedules(b *testing.B) {
 	newSchedule := func(n int64) fsm.Schedule {
 		id, _ := uuid.NewV7()
 		now := time.Now().UTC()
-		return fsm.Schedule{ID: id.String(), CronDefinition: "*/5 * * * *", Endpoint: fmt.Sprintf("http://e%d.example.org/hook", n%100),
+		return fsm.Schedule{ID: id.String(), CronDefinition: idleCron, Endpoint: fmt.Sprintf("http://127.0.0.1:9/hook%d", n%100),
 			Payload: json.RawMessage(`{"message":"` + strings.Repeat("x", 180) + `"}`), Enabled: true,
 			CreatedAt: now, UpdatedAt: now, CreatedBy: 1, UpdatedBy: 1}
 	}
@@ -240,12 +317,16 @@ func BenchmarkSchedules(b *testing.B) {
 	b.Run("count", func(b *testing.B) { runWriters(b, 1, get(follower, "/api/v1/schedule/?page_size=1&enabled=true")) })
 	create := func(d *daemon) func(int) error {
 		url := "http://" + d.cfg.HTTPAdvertise + "/api/v1/schedule/"
-		body := `{"endpoint": "http://e1.example.org/hook", "cron_definition": "*/5 * * * *", "payload": {"message": "` + strings.Repeat("x", 180) + `"}}`
+		body := idleCreateBody
 		return func(int) error { return benchRequest(hc, "POST", url, body, http.StatusCreated) }
 	}
 	b.Run("create-raw/writers=64", func(b *testing.B) { runWriters(b, 64, raw) })
 	b.Run("create-follower/writers=64", func(b *testing.B) { runWriters(b, 64, create(follower)) })
 }
+
+// idleCreateBody is the request body of a schedule create in the write
+// benchmarks: a ~200-byte payload and a cron that does not fire in a run.
+var idleCreateBody = `{"endpoint": "http://127.0.0.1:9/hook", "cron_definition": "` + idleCron + `", "payload": {"message": "` + strings.Repeat("x", 180) + `"}}`
 
 // fireSink counts deliveries and records each one's lateness.
 type fireSink struct {
@@ -283,19 +364,59 @@ func (s *fireSink) count() int {
 	return len(s.late)
 }
 
+// lateQuantiles are the fire lateness percentiles reported: enough points
+// for schedbench to draw the lateness CDF.
+var lateQuantiles = []struct {
+	name string
+	p    float64
+}{{"p10", 0.10}, {"p25", 0.25}, {"p50", 0.50}, {"p75", 0.75}, {"p90", 0.90}, {"p99", 0.99}, {"p99.9", 0.999}, {"max", 1}}
+
 func (s *fireSink) report(b *testing.B, prefix string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(s.late) == 0 {
+		b.Fatal("no deliveries to report on")
+	}
 	sort.Slice(s.late, func(i, j int) bool { return s.late[i] < s.late[j] })
-	q := func(p float64) float64 { return float64(s.late[int(p*float64(len(s.late)-1))].Milliseconds()) }
-	b.ReportMetric(q(0.5), prefix+"p50-late-ms")
-	b.ReportMetric(q(0.99), prefix+"p99-late-ms")
-	b.ReportMetric(q(1), prefix+"max-late-ms")
+	for _, q := range lateQuantiles {
+		b.ReportMetric(float64(s.late[int(q.p*float64(len(s.late)-1))].Microseconds())/1000, prefix+q.name+"-late-ms")
+	}
 	dup := 0
 	for _, n := range s.keys {
 		dup += n - 1
 	}
 	b.ReportMetric(float64(dup), prefix+"duplicates")
+}
+
+// envInts reads a comma-separated list of counts from the environment
+// (sizes of a benchmark's sub-benchmarks), def when unset.
+func envInts(b *testing.B, name string, def []int) []int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 {
+			b.Fatalf("%s=%q: want comma-separated counts", name, v)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// envDuration reads a duration from the environment, def when unset.
+func envDuration(b *testing.B, name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		b.Fatalf("%s=%q: want a positive duration", name, v)
+	}
+	return d
 }
 
 // loadSchedules creates n schedules on the leader with raw raft applies (64
@@ -322,6 +443,19 @@ func loadSchedules(b *testing.B, leader *daemon, n int, mk func(i int) fsm.Sched
 	wg.Wait()
 }
 
+// idleCron names a second in 2099: schedules with it are stored, indexed
+// and planned like any other but never fire during a run, so a write
+// benchmark measures writes only and nothing leaves the machine.
+const idleCron = "0 0 1 1 * 2099"
+
+// idleSchedule is a schedule that never fires during a run, pointed at the
+// discard port of the loopback interface all the same.
+func idleSchedule(created time.Time) fsm.Schedule {
+	s := benchSchedule("http://127.0.0.1:9/hook", created)
+	s.CronDefinition = idleCron
+	return s
+}
+
 func benchSchedule(endpoint string, created time.Time) fsm.Schedule {
 	id, _ := uuid.NewV7()
 	return fsm.Schedule{ID: id.String(), Endpoint: endpoint, Enabled: true, CreatedAt: created, UpdatedAt: created,
@@ -339,71 +473,98 @@ func leaderOfBench(ds []*daemon) *daemon {
 
 // BenchmarkFireAligned: N schedules all due the same second (a 7-field cron
 // naming that second) on a 3-node cluster; reports the lateness of every
-// delivery at a local sink and the time until the last one arrived.
+// delivery at a local sink. N from SCHEDULERD_BENCH_FIRE_SCHEDULES
+// (default 1000,10000).
 //
 //	go test -run '^$' -bench FireAligned -benchtime 1x ./cmd/schedulerd/
 func BenchmarkFireAligned(b *testing.B) {
-	const n = 10_000
-	for range b.N {
-		ds := benchCluster(b)
-		leader := leaderOfBench(ds)
-		sk := newFireSink(b)
-		created := time.Now().UTC()
-		due := created.Add(20 * time.Second).Truncate(time.Second)
-		cron := fmt.Sprintf("%d %d %d %d %d * %d", due.Second(), due.Minute(), due.Hour(), due.Day(), int(due.Month()), due.Year())
-		loadSchedules(b, leader, n, func(i int) fsm.Schedule {
-			s := benchSchedule(sk.srv.URL+"/aligned", created)
-			s.CronDefinition = cron
-			return s
+	for _, n := range envInts(b, "SCHEDULERD_BENCH_FIRE_SCHEDULES", []int{1000, 10_000}) {
+		b.Run(fmt.Sprintf("schedules=%d", n), func(b *testing.B) {
+			for range b.N {
+				fireAligned(b, n)
+			}
 		})
-		if time.Now().After(due) {
-			b.Fatalf("loading %d schedules took past the due second", n)
-		}
-		deadline := due.Add(60 * time.Second)
-		for sk.count() < n && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if got := sk.count(); got < n {
-			b.Fatalf("%d of %d delivered within 60 s of the due second", got, n)
-		}
-		sk.report(b, "")
-		b.ReportMetric(0, "ns/op")
 	}
 }
 
-// BenchmarkFireSustained: schedules firing every second so that the
-// cluster delivers `rate` fires/s for `dur`; reports the achieved rate and
-// lateness.
+func fireAligned(b *testing.B, n int) {
+	ds := benchCluster(b)
+	leader := leaderOfBench(ds)
+	sk := newFireSink(b)
+	created := time.Now().UTC()
+	// Room to load them all first: raw creates run at a few thousand per
+	// second on the project's machine, so one second per thousand is ample.
+	due := created.Add(5*time.Second + time.Duration(n)*time.Millisecond).Truncate(time.Second).Add(time.Second)
+	cron := fmt.Sprintf("%d %d %d %d %d * %d", due.Second(), due.Minute(), due.Hour(), due.Day(), int(due.Month()), due.Year())
+	loadSchedules(b, leader, n, func(i int) fsm.Schedule {
+		s := benchSchedule(sk.srv.URL+"/aligned", created)
+		s.CronDefinition = cron
+		return s
+	})
+	if time.Now().After(due) {
+		b.Fatalf("loading %d schedules took past the due second", n)
+	}
+	deadline := due.Add(60*time.Second + time.Duration(n)*time.Millisecond)
+	for sk.count() < n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := sk.count(); got < n {
+		b.Fatalf("%d of %d delivered by %v after the due second", got, n, deadline.Sub(due))
+	}
+	sk.report(b, "")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkFireSustained: N schedules spread evenly over the seconds of a
+// period P = N/2000 s (at least 1 s), each firing every P seconds, so the
+// cluster delivers 2,000 fires/s (N/s below 2,000 schedules); reports the
+// achieved rate and lateness over a window of SCHEDULERD_BENCH_FIRE_WINDOW
+// (default 60s) after every schedule has fired once. N from
+// SCHEDULERD_BENCH_FIRE_SCHEDULES (default 1000,10000).
 //
 //	go test -run '^$' -bench FireSustained -benchtime 1x ./cmd/schedulerd/
 func BenchmarkFireSustained(b *testing.B) {
 	const rate = 2000
-	const dur = 60 * time.Second
-	for range b.N {
-		ds := benchCluster(b)
-		leader := leaderOfBench(ds)
-		sk := newFireSink(b)
-		created := time.Now().UTC()
-		loadSchedules(b, leader, rate, func(i int) fsm.Schedule {
-			s := benchSchedule(sk.srv.URL+"/sustained", created)
-			s.IntervalDefinition = "1 seconds"
-			s.IntervalAnchor = created
-			return s
+	window := envDuration(b, "SCHEDULERD_BENCH_FIRE_WINDOW", 60*time.Second)
+	for _, n := range envInts(b, "SCHEDULERD_BENCH_FIRE_SCHEDULES", []int{1000, 10_000}) {
+		b.Run(fmt.Sprintf("schedules=%d", n), func(b *testing.B) {
+			for range b.N {
+				fireSustained(b, n, (n+rate-1)/rate, window)
+			}
 		})
-		// Measure a steady window after the warm-up.
-		time.Sleep(3 * time.Second)
-		sk.mu.Lock()
-		sk.late = sk.late[:0]
-		sk.mu.Unlock()
-		start := time.Now()
-		for time.Since(start) < dur {
-			time.Sleep(100 * time.Millisecond)
-		}
-		got := sk.count()
-		b.ReportMetric(float64(got)/time.Since(start).Seconds(), "fires/s")
-		sk.report(b, "")
-		b.ReportMetric(0, "ns/op")
 	}
+}
+
+func fireSustained(b *testing.B, n, period int, window time.Duration) {
+	ds := benchCluster(b)
+	leader := leaderOfBench(ds)
+	sk := newFireSink(b)
+	created := time.Now().UTC()
+	anchor := created.Truncate(time.Second)
+	loadSchedules(b, leader, n, func(i int) fsm.Schedule {
+		s := benchSchedule(sk.srv.URL+"/sustained", created)
+		s.IntervalDefinition = fmt.Sprintf("%d seconds", period)
+		s.IntervalAnchor = anchor.Add(-time.Duration(i%period) * time.Second)
+		return s
+	})
+	// Measure a steady window once every schedule has had a slot, so that
+	// first-slot catch-up after the load is not in it.
+	warm := time.Now().Add(time.Duration(period)*time.Second + 3*time.Second)
+	for time.Now().Before(warm) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	sk.mu.Lock()
+	sk.late = sk.late[:0]
+	sk.mu.Unlock()
+	start := time.Now()
+	for time.Since(start) < window {
+		time.Sleep(100 * time.Millisecond)
+	}
+	got := sk.count()
+	b.ReportMetric(float64(got)/time.Since(start).Seconds(), "fires/s")
+	b.ReportMetric(float64(n)/float64(period), "due/s")
+	sk.report(b, "")
+	b.ReportMetric(0, "ns/op")
 }
 
 // benchRequest sends one authenticated request and checks its status.
