@@ -50,12 +50,8 @@ func TestLeaderKillsUnderLoad(t *testing.T) {
 	if soak > 0 {
 		budget = soak
 	}
-	started := time.Now()
-
-	c := newCluster(t, 3)
-	lb := startNginx(t, c)
-	sk := newSink(t)
-	lr := startLoad(t, c, lb, sk, started)
+	c, lr := startRun(t)
+	started := lr.started
 
 	// ---- nemesis: SIGKILL the leader ----
 	var ks []kill

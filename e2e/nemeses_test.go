@@ -34,12 +34,8 @@ func TestNemesesUnderLoad(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 11))
 	t.Logf("nemesis seed %d", seed)
-	started := time.Now()
-
-	c := newCluster(t, 3)
-	lb := startNginx(t, c)
-	sk := newSink(t)
-	lr := startLoad(t, c, lb, sk, started)
+	c, lr := startRun(t)
+	started := lr.started
 
 	var fs []fault
 	for round := 1; round <= rounds; round++ {
@@ -165,12 +161,8 @@ func TestChaos(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(seed, 13))
 	t.Logf("chaos seed %d (E2E_SEED to replay the fault sequence), %v, a fault every %v–%v", seed, soak, lo, hi)
-	started := time.Now()
-
-	c := newCluster(t, 3)
-	lb := startNginx(t, c)
-	sk := newSink(t)
-	lr := startLoad(t, c, lb, sk, started)
+	c, lr := startRun(t)
+	started := lr.started
 
 	var fs []fault
 	for {

@@ -32,6 +32,16 @@ type loadRun struct {
 	wg      sync.WaitGroup
 }
 
+// startRun starts three nodes, nginx in front of them, the sink and the
+// workload: what every nemesis test begins with.
+func startRun(t *testing.T) (*cluster, *loadRun) {
+	t.Helper()
+	started := time.Now()
+	c := newCluster(t, 3)
+	lb := startNginx(t, c)
+	return c, startLoad(t, c, lb, newSink(t), started)
+}
+
 // startLoad starts E2E_CLIENTS clients through nginx and the digest
 // sampler, and waits for a first acknowledged create.
 func startLoad(t *testing.T, c *cluster, lb *loadBalancer, sk *sink, started time.Time) *loadRun {
