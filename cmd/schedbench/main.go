@@ -4,8 +4,9 @@
 // workload (median and min/max over -count repeats) and ratios against the
 // floors of the same run.
 //
-//	go run ./cmd/schedbench -profile quick          # a few minutes
-//	go run ./cmd/schedbench -profile full -count 3  # the numbers of docs/benchmarks.md
+//	go run ./cmd/schedbench -profile quick   # within 5 minutes (make bench)
+//	go run ./cmd/schedbench -profile full    # about half an hour
+//	go run ./cmd/schedbench -only LeaderKill # one benchmark of the profile
 package main
 
 import (
@@ -32,21 +33,30 @@ type Bench struct {
 	Env       []string `json:"env,omitempty"`
 }
 
-// Profiles: quick finishes in a few minutes; full uses the times of docs/benchmarks.md.
+// Profiles: quick stays within five minutes on the project's two-core
+// machine; full takes about half an hour there (docs/benchmarks.md lists
+// what each runs). Sizes are passed to the benchmarks through their
+// SCHEDULERD_BENCH_* variables.
 var profiles = map[string][]Bench{
 	"quick": {
-		{Name: "ReplicatedWrites", Benchtime: "2s"},
+		{Name: "ReplicatedWrites", Benchtime: "1s"},
+		{Name: "ProcessCreates", Benchtime: "1s", Env: []string{"SCHEDULERD_BENCH_CLIENTS=1,16,64,256", "SCHEDULERD_BENCH_OPEN_RATES=1000"}},
+		{Name: "ProcessReads", Benchtime: "1s", Env: []string{"SCHEDULERD_BENCH_READ_CLIENTS=1,16"}},
 		{Name: "LeaderKill", Benchtime: "5x"},
-		{Name: "FireAligned", Benchtime: "1x"},
+		{Name: "FireAligned", Benchtime: "1x", Env: []string{"SCHEDULERD_BENCH_FIRE_SCHEDULES=1000,10000"}},
+		{Name: "FireSustained", Benchtime: "1x", Env: []string{"SCHEDULERD_BENCH_FIRE_SCHEDULES=1000", "SCHEDULERD_BENCH_FIRE_WINDOW=10s"}},
+		{Name: "ScheduleScale", Benchtime: "1x", Env: []string{"SCHEDULERD_BENCH_SCALE_STEPS=0,10000"}},
 	},
 	"full": {
 		{Name: "ReplicatedWrites", Benchtime: "5s"},
 		{Name: "ProcessWrites", Benchtime: "5s"},
+		{Name: "ProcessCreates", Benchtime: "5s", Env: []string{"SCHEDULERD_BENCH_CLIENTS=1,16,64,256", "SCHEDULERD_BENCH_OPEN_RATES=500,1000"}},
+		{Name: "ProcessReads", Benchtime: "5s", Env: []string{"SCHEDULERD_BENCH_READ_CLIENTS=1,16,64"}},
 		{Name: "LeaderKill", Benchtime: "20x"},
 		{Name: "Schedules", Benchtime: "3s"},
-		{Name: "FireAligned", Benchtime: "1x"},
-		{Name: "FireSustained", Benchtime: "1x"},
-		{Name: "LeaderMemory", Benchtime: "1x", Env: []string{"SCHEDULERD_BENCH_SCHEDULES=100000"}},
+		{Name: "FireAligned", Benchtime: "1x", Env: []string{"SCHEDULERD_BENCH_FIRE_SCHEDULES=1000,10000,100000"}},
+		{Name: "FireSustained", Benchtime: "1x", Env: []string{"SCHEDULERD_BENCH_FIRE_SCHEDULES=1000,10000,100000", "SCHEDULERD_BENCH_FIRE_WINDOW=60s"}},
+		{Name: "ScheduleScale", Benchtime: "1x", Env: []string{"SCHEDULERD_BENCH_SCALE_STEPS=0,10000,100000,1000000"}},
 	},
 }
 

@@ -172,8 +172,62 @@ func TestDrawPlots(t *testing.T) {
 	rs := Group(ParseOutput(strings.NewReader(sample)))
 	dir := t.TempDir()
 	got := drawPlots(Report{Results: rs, Machine: Machine{Fsync: Fsync{P50Ms: 0.25}}}, dir)
-	want := "replicatedwrites-throughput.png,firealigned-lateness.png"
+	want := "replicatedwrites-throughput.png,firealigned-lateness.png,leaderkill-failover.png"
 	if strings.Join(got, ",") != want {
 		t.Fatalf("plots %v, want %s", got, want)
+	}
+	got = drawPlots(Report{Results: Group(ParseOutput(strings.NewReader(sample2))), Machine: Machine{Fsync: Fsync{P50Ms: 0.16}}}, dir)
+	want = "replicatedwrites-throughput.png,processcreates-throughput.png,processreads-throughput.png,leaderkill-failover.png," +
+		"firealigned-lateness.png,firesustained-lateness.png,schedulescale-memory.png,schedulescale-restart.png"
+	if strings.Join(got, ",") != want {
+		t.Fatalf("plots %v, want %s", got, want)
+	}
+}
+
+// Lines of the newer benchmarks, copied from real runs with small sizes.
+const sample2 = `BenchmarkReplicatedWrites/raw-create/writers=1-2  	     200	         2.237 p50-ms	         7.428 p99-ms	         9.216 p99.9-ms	       388.5 writes/s
+BenchmarkReplicatedWrites/raw-create/writers=16-2 	     200	         5.093 p50-ms	         9.020 p99-ms	         9.025 p99.9-ms	      2835 writes/s
+BenchmarkProcessCreates/closed/leader/clients=1-2         	     500	         2.826 p50-ms	         7.362 p99-ms	         8.765 p99.9-ms	       321.0 writes/s
+BenchmarkProcessCreates/closed/follower/clients=1-2       	     500	        11.13 p50-ms	        23.35 p99-ms	        30.73 p99.9-ms	        86.39 writes/s
+BenchmarkProcessCreates/closed/leader/clients=16-2        	     500	        20.27 p50-ms	        54.39 p99-ms	        64.36 p99.9-ms	       693.6 writes/s
+BenchmarkProcessCreates/closed/follower/clients=16-2      	     500	        25.85 p50-ms	        75.24 p99-ms	        75.45 p99.9-ms	       511.4 writes/s
+BenchmarkProcessCreates/closed/leader/clients=256-2       	     500	       176.4 p50-ms	       273.7 p99-ms	       273.8 p99.9-ms	      1199 writes/s
+BenchmarkProcessCreates/open/follower/rate=500-2          	     500	       500.0 offered/s	        75.98 p50-ms	       140.4 p99-ms	       147.8 p99.9-ms	       467.1 writes/s
+BenchmarkProcessReads/local/clients=1-2         	    1000	         0.1600 p50-ms	         0.8370 p99-ms	         4.010 p99.9-ms	      4815 reads/s
+BenchmarkProcessReads/strong/clients=1-2        	    1000	         0.5010 p50-ms	         2.101 p99-ms	         5.084 p99.9-ms	      1737 reads/s
+BenchmarkProcessReads/local/clients=16-2        	    1000	         1.243 p50-ms	        10.63 p99-ms	        10.71 p99.9-ms	      8612 reads/s
+BenchmarkProcessReads/strong/clients=16-2       	    1000	         3.788 p50-ms	        16.14 p99-ms	        23.84 p99.9-ms	      3167 reads/s
+BenchmarkLeaderKill/timing=default-2         	       3	       970.6 max-ms-to-fire	       481.8 max-ms-to-leader	       578.8 max-ms-to-write	       944.2 p50-ms-to-fire	       466.5 p50-ms-to-leader	       571.0 p50-ms-to-write	         2.000 redelivered	         0 slots-lost
+BenchmarkLeaderKill/timing=tuned-2           	       3	       918.8 max-ms-to-fire	       273.2 max-ms-to-leader	       319.7 max-ms-to-write	       881.0 p50-ms-to-fire	       208.2 p50-ms-to-leader	       216.4 p50-ms-to-write	         0 redelivered	         0 slots-lost
+BenchmarkFireAligned/schedules=500-2         	       1	         0 duplicates	        70.76 max-late-ms	        27.28 p10-late-ms	        33.23 p25-late-ms	        56.46 p50-late-ms	        59.77 p75-late-ms	        67.03 p90-late-ms	        70.54 p99-late-ms	        70.74 p99.9-late-ms
+BenchmarkFireSustained/schedules=3000-2      	       1	      1500 due/s	         0 duplicates	      1489 fires/s	       148.4 max-late-ms	        17.51 p10-late-ms	        27.34 p25-late-ms	        41.18 p50-late-ms	        54.91 p75-late-ms	        88.53 p90-late-ms	       147.1 p99-late-ms	       148.2 p99.9-late-ms
+BenchmarkScheduleScale/schedules=0-2         	       1	         4.184 anon-MiB	       369.7 cold-to-leader-ms	       384.1 cold-to-write-ms	        13.11 file-MiB	         4.336 heap-MiB	         0.03125 raftlog-MiB	        18.04 restart-ms	        26.92 restore-ms	        17.29 rss-MiB	         0.01953 snapshot-MiB	        16.02 statefile-MiB
+BenchmarkScheduleScale/schedules=3000-2      	       1	        16.53 anon-MiB	       428.8 cold-to-leader-ms	       548.7 cold-to-write-ms	      1241 creates/s	        20.52 file-MiB	        12.97 heap-MiB	         4.000 raftlog-MiB	        82.39 restart-ms	        42.76 restore-ms	      6904 rss-B/schedule	        37.05 rss-MiB	         5.188 snapshot-MiB	        16.02 statefile-MiB
+`
+
+func TestComputeRatiosNewer(t *testing.T) {
+	rs := Group(ParseOutput(strings.NewReader(sample2)))
+	got := map[string]float64{}
+	for _, r := range ComputeRatios(rs, Fsync{P50Ms: 0.16}) {
+		got[r.Numerator+" / "+r.Floor] = r.Ratio
+	}
+	for key, want := range map[string]float64{
+		"ProcessCreates/closed/follower/clients=16 writes/s / ReplicatedWrites/raw-create/writers=16 writes/s": 511.4 / 2835,
+		"ProcessCreates/closed/leader/clients=1 writes/s / ReplicatedWrites/raw-create/writers=1 writes/s":     321.0 / 388.5,
+		"ProcessReads/strong/clients=16 reads/s / ProcessReads/local/clients=16 reads/s":                       3167.0 / 8612,
+		"FireSustained/schedules=3000 fires/s / FireSustained/schedules=3000 due/s":                            1489.0 / 1500,
+		"ProcessCreates/open/follower/rate=500 writes/s / ProcessCreates/open/follower/rate=500 offered/s":     467.1 / 500,
+		"FireAligned/schedules=500 p99-late-ms / B0 fsync p50 ms":                                              70.54 / 0.16,
+	} {
+		if v, ok := got[key]; !ok || math.Abs(v-want) > 1e-9 {
+			t.Errorf("%s = %v (present %v), want %v", key, v, ok, want)
+		}
+	}
+	for k := range got {
+		// No floor at 256 clients, and lateness percentiles other than
+		// p50/p99/max are for the CDF only.
+		if strings.Contains(k, "clients=256") || strings.Contains(k, "p10-late") || strings.Contains(k, "p99.9-late") {
+			t.Errorf("unexpected ratio %s", k)
+		}
 	}
 }

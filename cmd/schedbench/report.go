@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,22 +22,62 @@ type Ratio struct {
 }
 
 // floorSegment maps a path segment of a sub-benchmark to the segment of
-// its raw raft.Apply sibling at the same writer count.
+// its floor sibling at the same writer (client) count: the raw raft.Apply
+// of the same command, or for strong reads the local read.
 var floorSegment = map[string]string{
 	"leader":          "raw",
 	"follower":        "raw",
 	"create-follower": "create-raw",
+	"strong":          "local",
 }
 
+// crossFloors maps the results of one benchmark to their floor in another
+// of the same run: B2's HTTP creates and token writes of real processes
+// against B1's raw raft.Apply of the same command at the same load.
+var crossFloors = []struct {
+	re    *regexp.Regexp
+	floor string // with $1 the path and $2 the count
+}{
+	{regexp.MustCompile(`^ProcessCreates/closed/(leader|follower)/clients=(\d+)$`), "ReplicatedWrites/raw-create/writers=$2"},
+	{regexp.MustCompile(`^ProcessWrites/(leader|follower)/clients=(\d+)$`), "ReplicatedWrites/raw/writers=$2"},
+}
+
+// ratePairs are rates of one result compared with another rate of the same
+// result: what was done against what was asked for.
+var ratePairs = [][2]string{{"fires/s", "due/s"}, {"writes/s", "offered/s"}}
+
+// latenessFloorUnits are the fire lateness percentiles put next to the
+// fsync floor (the others are for the CDF plot).
+var latenessFloorUnits = map[string]bool{"p50-late-ms": true, "p99-late-ms": true, "max-late-ms": true}
+
 // ComputeRatios pairs every leader/follower throughput with the raw
-// raft.Apply throughput at the same writer count (same run), and every fire
-// lateness percentile with the disk's fsync latency (B0).
+// raft.Apply throughput at the same writer count (same run, same or
+// another benchmark), strong reads with local reads, achieved rates with
+// offered ones, and fire lateness percentiles with the disk's fsync
+// latency (B0).
 func ComputeRatios(results []Result, fs Fsync) []Ratio {
 	byName := map[string]Result{}
 	for _, r := range results {
 		byName[r.Name] = r
 	}
 	var out []Ratio
+	addRates := func(r, floor Result) {
+		for _, u := range r.Units {
+			if !strings.HasSuffix(u, "/s") {
+				continue
+			}
+			num, ok1 := r.Metrics[u]
+			den, ok2 := floor.Metrics[u]
+			if !ok1 || !ok2 || den.Median == 0 {
+				continue
+			}
+			out = append(out, Ratio{
+				Name:      fmt.Sprintf("%s as a fraction of %s", r.Name, floor.Name),
+				Numerator: r.Name + " " + u, Floor: floor.Name + " " + u,
+				Value: num.Median, FloorVal: den.Median, Ratio: num.Median / den.Median,
+			})
+		}
+	}
 	for _, r := range results {
 		segs := strings.Split(r.Name, "/")
 		for i, s := range segs {
@@ -46,22 +87,25 @@ func ComputeRatios(results []Result, fs Fsync) []Ratio {
 			}
 			fl := append([]string(nil), segs...)
 			fl[i] = raw
-			floor, ok := byName[strings.Join(fl, "/")]
-			if !ok {
-				continue
+			if floor, ok := byName[strings.Join(fl, "/")]; ok {
+				addRates(r, floor)
 			}
-			for _, u := range r.Units {
-				if !strings.HasSuffix(u, "/s") {
-					continue
+		}
+		for _, cf := range crossFloors {
+			if m := cf.re.FindStringSubmatchIndex(r.Name); m != nil {
+				name := string(cf.re.ExpandString(nil, cf.floor, r.Name, m))
+				if floor, ok := byName[name]; ok {
+					addRates(r, floor)
 				}
-				num, ok1 := r.Metrics[u]
-				den, ok2 := floor.Metrics[u]
-				if !ok1 || !ok2 || den.Median == 0 {
-					continue
-				}
+			}
+		}
+		for _, pair := range ratePairs {
+			num, ok1 := r.Metrics[pair[0]]
+			den, ok2 := r.Metrics[pair[1]]
+			if ok1 && ok2 && den.Median != 0 {
 				out = append(out, Ratio{
-					Name:      fmt.Sprintf("%s as a fraction of %s", r.Name, floor.Name),
-					Numerator: r.Name + " " + u, Floor: floor.Name + " " + u,
+					Name:      fmt.Sprintf("%s %s as a fraction of %s", r.Name, pair[0], pair[1]),
+					Numerator: r.Name + " " + pair[0], Floor: r.Name + " " + pair[1],
 					Value: num.Median, FloorVal: den.Median, Ratio: num.Median / den.Median,
 				})
 			}
@@ -70,7 +114,7 @@ func ComputeRatios(results []Result, fs Fsync) []Ratio {
 	if fs.Error == "" && fs.P50Ms > 0 {
 		for _, r := range results {
 			for _, u := range r.Units {
-				if !strings.HasSuffix(u, "-late-ms") {
+				if !latenessFloorUnits[u] {
 					continue
 				}
 				out = append(out, Ratio{
@@ -133,6 +177,21 @@ func fmtStat(s Stat) string {
 		return fmt.Sprintf("%s (%s–%s)", fmtNum(s.Median), fmtNum(s.Min), fmtNum(s.Max))
 	}
 	return fmtNum(s.Median)
+}
+
+// workloadTitles say which workload of the suite (B0–B7 in
+// docs/benchmarks.md) each benchmark measures.
+var workloadTitles = map[string]string{
+	"ReplicatedWrites": "B1 raw raft.Apply, and token writes over HTTP (in-process)",
+	"ProcessWrites":    "B2 token writes, real processes",
+	"ProcessCreates":   "B2 schedule creates, real processes, closed and open loop",
+	"ProcessReads":     "B3 reads through a follower, local and strong",
+	"LeaderKill":       "B4 leader SIGKILL, default and tuned raft timings",
+	"Schedules":        "the schedule API at 100,000 schedules (in-process)",
+	"FireAligned":      "B5 fire lateness, all schedules due the same second",
+	"FireSustained":    "B5 fire lateness, schedules spread over a period",
+	"ScheduleScale":    "B6 memory, snapshot and restore, B7 cold restart, against schedules stored",
+	"LeaderMemory":     "leader memory at one size",
 }
 
 // Markdown renders the report.
@@ -200,7 +259,11 @@ func Markdown(rep Report) string {
 				}
 			}
 		}
-		fmt.Fprintf(&b, "## %s\n\n| benchmark | repeats | %s |\n|%s\n", g, strings.Join(units, " | "), strings.Repeat(" --- |", len(units)+2))
+		title := g
+		if t, ok := workloadTitles[g]; ok {
+			title = g + ": " + t
+		}
+		fmt.Fprintf(&b, "## %s\n\n| benchmark | repeats | %s |\n|%s\n", title, strings.Join(units, " | "), strings.Repeat(" --- |", len(units)+2))
 		for _, r := range rs {
 			sub := strings.TrimPrefix(strings.TrimPrefix(r.Name, g), "/")
 			if sub == "" {
@@ -217,7 +280,7 @@ func Markdown(rep Report) string {
 			fmt.Fprintf(&b, "| %s | %d | %s |\n", sub, r.Repeats, strings.Join(cells, " | "))
 		}
 		for _, p := range rep.Plots {
-			if strings.HasPrefix(p, strings.ToLower(g)) {
+			if strings.HasPrefix(p, strings.ToLower(g)+"-") {
 				fmt.Fprintf(&b, "\n![%s](%s)\n", p, p)
 			}
 		}
