@@ -4,7 +4,7 @@ BIN ?= bin/schedulerd
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 FUZZTIME ?= 10s
 
-.PHONY: build test vet fmt-check race fuzz bench bench-failover cluster-up cluster-down cluster-status dev clean
+.PHONY: build test vet fmt-check race fuzz bench bench-writes bench-failover cluster-up cluster-down cluster-status dev clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/schedulerd
@@ -31,11 +31,17 @@ fuzz:
 	  done; \
 	done
 
-# Replicated write throughput and latency (3 in-process nodes on loopback).
-bench:
+# The benchmark suite, quick profile (within 5 minutes): a 3-node cluster on
+# loopback, every workload, report in docs/bench-report.{md,json} and plots.
+# PROFILE=full for the long one (docs/benchmarks.md).
+bench: bench-report
+
+# Replicated write throughput and latency only (3 in-process nodes).
+bench-writes:
 	$(GO) test -run '^$$' -bench ReplicatedWrites -benchtime 5s ./cmd/schedulerd/
 
-# Leader SIGKILL -> next accepted write, real processes.
+# Leader SIGKILL -> new leader, next accepted write and delivery, 20 trials
+# with the default and with tuned raft timings, real processes.
 bench-failover:
 	$(GO) test -run '^$$' -bench LeaderKill -benchtime 20x ./cmd/schedulerd/
 
@@ -78,7 +84,7 @@ chaos:
 
 # Reproducible benchmark report: machine, versions, fsync floor, the Go
 # benchmarks of cmd/schedulerd and ratios -> docs/bench-report.{md,json}.
-# PROFILE=quick (a few minutes) or PROFILE=full.
+# PROFILE=quick (within 5 minutes) or PROFILE=full (about half an hour).
 .PHONY: bench-report
 bench-report:
 	$(GO) run ./cmd/schedbench -profile $${PROFILE:-quick}

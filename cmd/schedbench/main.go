@@ -39,12 +39,12 @@ type Bench struct {
 // SCHEDULERD_BENCH_* variables.
 var profiles = map[string][]Bench{
 	"quick": {
-		{Name: "ReplicatedWrites", Benchtime: "1s"},
+		{Name: "ReplicatedWrites", Benchtime: "2s"},
 		{Name: "ProcessCreates", Benchtime: "1s", Env: []string{"SCHEDULERD_BENCH_CLIENTS=1,16,64,256", "SCHEDULERD_BENCH_OPEN_RATES=1000"}},
-		{Name: "ProcessReads", Benchtime: "1s", Env: []string{"SCHEDULERD_BENCH_READ_CLIENTS=1,16"}},
+		{Name: "ProcessReads", Benchtime: "1s", Env: []string{"SCHEDULERD_BENCH_READ_CLIENTS=1,16,64"}},
 		{Name: "LeaderKill", Benchtime: "5x"},
 		{Name: "FireAligned", Benchtime: "1x", Env: []string{"SCHEDULERD_BENCH_FIRE_SCHEDULES=1000,10000"}},
-		{Name: "FireSustained", Benchtime: "1x", Env: []string{"SCHEDULERD_BENCH_FIRE_SCHEDULES=1000", "SCHEDULERD_BENCH_FIRE_WINDOW=10s"}},
+		{Name: "FireSustained", Benchtime: "1x", Env: []string{"SCHEDULERD_BENCH_FIRE_SCHEDULES=1000,10000", "SCHEDULERD_BENCH_FIRE_WINDOW=10s"}},
 		{Name: "ScheduleScale", Benchtime: "1x", Env: []string{"SCHEDULERD_BENCH_SCALE_STEPS=0,10000"}},
 	},
 	"full": {

@@ -201,10 +201,10 @@ var raftTimings = []struct {
 // BenchmarkLeaderKill: each iteration SIGKILLs the leader and measures the
 // time until a surviving node reports a new leader, the time until a write
 // through a surviving node is accepted, and the time until a schedule
-// firing every second is delivered again; then it restarts the killed
-// node (first-slot-late: how late that delivery was against its slot).
-// Once with the default raft timings and once with tuned ones, each
-// on its own cluster. At the end every slot of the ticking schedule must
+// firing every second is delivered again (first-slot-late: how late that
+// delivery was against its slot); then it restarts the killed node. Once
+// with the default raft timings and once with tuned ones, each on its own
+// cluster. At the end every slot of the ticking schedule must
 // have arrived (slots-lost) and re-deliveries (the same idempotency key
 // twice, expected for a slot in flight at the kill) are counted.
 //
