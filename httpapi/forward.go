@@ -94,39 +94,35 @@ func readBodyOnce(r *http.Request) ([]byte, error) {
 
 // forward sends the request to the leader at addr. done reports whether a
 // response was written; when it was not, the request certainly did not
-// reach a leader's handler and may be retried.
+// reach a leader's handler and may be retried. Requests go in a batch with
+// the others this node is forwarding (batch.go), or alone over plain HTTP
+// when the body is big or the leader does not take batches.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, addr string, body []byte) (done bool, err error) {
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	header := forwardedHeader(r, s.node.ID())
+	if s.batches.usable(addr, body) {
+		res := s.batches.do(addr, &fwdItem{ctx: r.Context(), method: r.Method, uri: r.URL.RequestURI(), header: header, body: body})
+		switch {
+		case errors.Is(res.err, errBatchUnsupported):
+			// Nothing was run: fall back to plain HTTP.
+		case res.err != nil && !res.sent:
+			return false, res.err
+		case res.err != nil:
+			writeError(w, res.err)
+			return true, nil
+		default:
+			return s.relay(w, r, addr, res.status, res.header, res.body)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), forwardTimeout)
 	defer cancel()
 	out, err := http.NewRequestWithContext(ctx, r.Method, "http://"+addr+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
 		writeError(w, fmt.Errorf("build forwarded request: %w", err))
 		return true, nil
 	}
-	out.Header = r.Header.Clone()
-	for _, h := range hopHeaders {
-		out.Header.Del(h)
-	}
+	out.Header = header
 	out.ContentLength = int64(len(body))
-	out.Header.Set(headerForwardedBy, s.node.ID())
-	// Links in the answer must point at the address the client used.
-	if out.Header.Get("X-Forwarded-Host") == "" {
-		out.Header.Set("X-Forwarded-Host", r.Host)
-	}
-	if out.Header.Get("X-Forwarded-Proto") == "" {
-		proto := "http"
-		if r.TLS != nil {
-			proto = "https"
-		}
-		out.Header.Set("X-Forwarded-Proto", proto)
-	}
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if prior := out.Header.Get("X-Forwarded-For"); prior != "" {
-			host = prior + ", " + host
-		}
-		out.Header.Set("X-Forwarded-For", host)
-	}
-
 	resp, err := s.client.Do(out)
 	if err != nil {
 		if isDialError(err) {
@@ -137,7 +133,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, addr string, bo
 		return true, nil
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get(headerNotLeader) != "" {
+	if isNotLeader(resp.StatusCode, resp.Header) {
 		io.Copy(io.Discard, resp.Body)
 		return false, fmt.Errorf("forward to %s: %w", addr, cluster.ErrNotLeader)
 	}
@@ -146,8 +142,55 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, addr string, bo
 		writeError(w, fmt.Errorf("read forwarded answer from %s: %w: %v", addr, errForwardInDoubt, err))
 		return true, nil
 	}
-	// Read-your-writes on this node: answer once our FSM has the write.
-	if idx, perr := strconv.ParseUint(resp.Header.Get(headerRaftIndex), 10, 64); perr == nil && idx > 0 {
+	return s.relay(w, r, addr, resp.StatusCode, resp.Header, payload)
+}
+
+// isNotLeader: the answer of a node that refused the request without
+// running it because it does not lead.
+func isNotLeader(status int, h http.Header) bool {
+	return status == http.StatusServiceUnavailable && h.Get(headerNotLeader) != ""
+}
+
+// forwardedHeader is the header of r as the leader gets it: hop-by-hop
+// headers dropped, the forwarding node named, and the client's address,
+// host and scheme recorded so that links in the answer point where the
+// client looked.
+func forwardedHeader(r *http.Request, nodeID string) http.Header {
+	h := r.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	for _, hh := range hopHeaders {
+		h.Del(hh)
+	}
+	h.Set(headerForwardedBy, nodeID)
+	if h.Get("X-Forwarded-Host") == "" {
+		h.Set("X-Forwarded-Host", r.Host)
+	}
+	if h.Get("X-Forwarded-Proto") == "" {
+		proto := "http"
+		if r.TLS != nil {
+			proto = "https"
+		}
+		h.Set("X-Forwarded-Proto", proto)
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if prior := h.Get("X-Forwarded-For"); prior != "" {
+			host = prior + ", " + host
+		}
+		h.Set("X-Forwarded-For", host)
+	}
+	return h
+}
+
+// relay writes the leader's answer to the client once this node has
+// applied the write too (read-your-writes on this node). A not-leader
+// refusal is not relayed: the caller retries it.
+func (s *Server) relay(w http.ResponseWriter, r *http.Request, addr string, status int, header http.Header, payload []byte) (bool, error) {
+	if isNotLeader(status, header) {
+		return false, fmt.Errorf("forward to %s: %w", addr, cluster.ErrNotLeader)
+	}
+	if idx, perr := strconv.ParseUint(header.Get(headerRaftIndex), 10, 64); perr == nil && idx > 0 {
 		wctx, wcancel := context.WithTimeout(r.Context(), 10*time.Second)
 		if werr := s.node.WaitForApplied(wctx, idx); werr != nil {
 			s.log.Warn("forwarded write applied on the leader but not yet here", "index", idx, "error", werr)
@@ -155,14 +198,14 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, addr string, bo
 		wcancel()
 	}
 	h := w.Header()
-	for k, vs := range resp.Header {
+	for k, vs := range header {
 		h[k] = vs
 	}
 	for _, hh := range hopHeaders {
 		h.Del(hh)
 	}
 	h.Del("Content-Length")
-	w.WriteHeader(resp.StatusCode)
+	w.WriteHeader(status)
 	w.Write(payload)
 	return true, nil
 }

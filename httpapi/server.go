@@ -42,6 +42,9 @@ type Config struct {
 	// ForwardTimeout bounds how long a follower keeps retrying to reach a
 	// leader; 5 s by default.
 	ForwardTimeout time.Duration
+	// BatchesInFlight is how many batches of forwarded writes a follower
+	// has on their way to the leader at once; 2 by default.
+	BatchesInFlight int
 }
 
 // Server serves the API of one node.
@@ -52,6 +55,7 @@ type Server struct {
 	bootTok string
 	fwdWait time.Duration
 	client  *http.Client
+	batches *batcher
 	handler http.Handler
 	met     *metrics
 }
@@ -79,6 +83,7 @@ func New(cfg Config) *Server {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
+	s.batches = newBatcher(s.client, func() string { _, key := s.node.ClusterIdentity(); return key }, cfg.BatchesInFlight, s.log)
 	s.met = newMetrics(s.node, s.version)
 	rt := newRouter()
 	s.routes(rt)
@@ -135,6 +140,8 @@ func (s *Server) routes(rt *mux.Router) {
 	handle("/api/v1/cluster/digest/", resource{auth: authAdmin, methods: map[string]http.HandlerFunc{"GET": s.clusterDigest}})
 	// Join authenticates itself: an admin token or the member key.
 	handle(cluster.JoinPath, resource{auth: authNone, methods: map[string]http.HandlerFunc{"POST": s.memberOrAdmin(s.onLeader(s.join))}})
+	// Batches of writes forwarded by members; the cluster key admits them.
+	handle(forwardBatchPath, resource{auth: authNone, methods: map[string]http.HandlerFunc{"POST": s.forwardBatch}})
 	handle(cluster.NotifyPath, resource{auth: authNone, methods: map[string]http.HandlerFunc{"POST": s.notify}})
 	handle("/api/v1/cluster/{node}/", resource{auth: authAdmin, methods: map[string]http.HandlerFunc{"DELETE": s.onLeader(s.removeNode)}})
 }
