@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/seedscheduler/schedulerd/cluster"
 	"github.com/seedscheduler/schedulerd/fsm"
 )
 
@@ -419,9 +421,14 @@ func envDuration(b *testing.B, name string, def time.Duration) time.Duration {
 	return d
 }
 
-// loadSchedules creates n schedules on the leader with raw raft applies (64
-// writers), each from mk.
-func loadSchedules(b *testing.B, leader *daemon, n int, mk func(i int) fsm.Schedule) {
+// loadSchedules creates n schedules with raw raft applies on the leader of
+// ds (64 writers), each from mk. On a busy machine the leader can lose its
+// lease under this load: a create refused or cut off by a leadership change
+// is retried on the new leader with the same schedule, and a conflict on
+// such a retry means the first attempt was applied. Bounded by n creates
+// and a deadline of a minute plus one second per 500 schedules.
+func loadSchedules(b *testing.B, ds []*daemon, n int, mk func(i int) fsm.Schedule) {
+	deadline := time.Now().Add(time.Minute + time.Duration(n)*2*time.Millisecond)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for w := 0; w < 64; w++ {
@@ -433,14 +440,33 @@ func loadSchedules(b *testing.B, leader *daemon, n int, mk func(i int) fsm.Sched
 				if i >= n {
 					return
 				}
-				if _, _, err := leader.node.ApplyCommand(context.Background(), fsm.CmdCreateSchedule, fsm.CreateScheduleCmd{Schedule: mk(i)}); err != nil {
-					b.Error(err)
-					return
+				s := mk(i)
+				for retry := false; ; retry = true {
+					leader := leaderOfBench(ds)
+					if leader == nil {
+						if time.Now().After(deadline) {
+							b.Errorf("no leader to load schedule %d of %d", i, n)
+							return
+						}
+						time.Sleep(10 * time.Millisecond)
+						continue
+					}
+					_, _, err := leader.node.ApplyCommand(context.Background(), fsm.CmdCreateSchedule, fsm.CreateScheduleCmd{Schedule: s})
+					if err == nil || (retry && errors.Is(err, fsm.ErrConflict)) {
+						break
+					}
+					if !(errors.Is(err, cluster.ErrNotLeader) || errors.Is(err, cluster.ErrLeadershipLost)) || time.Now().After(deadline) {
+						b.Errorf("load schedule %d of %d: %v", i, n, err)
+						return
+					}
 				}
 			}
 		}()
 	}
 	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
 }
 
 // idleCron names a second in 2099: schedules with it are stored, indexed
@@ -489,14 +515,13 @@ func BenchmarkFireAligned(b *testing.B) {
 
 func fireAligned(b *testing.B, n int) {
 	ds := benchCluster(b)
-	leader := leaderOfBench(ds)
 	sk := newFireSink(b)
 	created := time.Now().UTC()
 	// Room to load them all first: raw creates run at a few thousand per
 	// second on the project's machine, so one second per thousand is ample.
 	due := created.Add(5*time.Second + time.Duration(n)*time.Millisecond).Truncate(time.Second).Add(time.Second)
 	cron := fmt.Sprintf("%d %d %d %d %d * %d", due.Second(), due.Minute(), due.Hour(), due.Day(), int(due.Month()), due.Year())
-	loadSchedules(b, leader, n, func(i int) fsm.Schedule {
+	loadSchedules(b, ds, n, func(i int) fsm.Schedule {
 		s := benchSchedule(sk.srv.URL+"/aligned", created)
 		s.CronDefinition = cron
 		return s
@@ -537,11 +562,10 @@ func BenchmarkFireSustained(b *testing.B) {
 
 func fireSustained(b *testing.B, n, period int, window time.Duration) {
 	ds := benchCluster(b)
-	leader := leaderOfBench(ds)
 	sk := newFireSink(b)
 	created := time.Now().UTC()
 	anchor := created.Truncate(time.Second)
-	loadSchedules(b, leader, n, func(i int) fsm.Schedule {
+	loadSchedules(b, ds, n, func(i int) fsm.Schedule {
 		s := benchSchedule(sk.srv.URL+"/sustained", created)
 		s.IntervalDefinition = fmt.Sprintf("%d seconds", period)
 		s.IntervalAnchor = anchor.Add(-time.Duration(i%period) * time.Second)
