@@ -43,7 +43,7 @@ type Config struct {
 	// leader; 5 s by default.
 	ForwardTimeout time.Duration
 	// BatchesInFlight is how many batches of forwarded writes a follower
-	// has on their way to the leader at once; 2 by default.
+	// has on their way to the leader at once; 1 by default.
 	BatchesInFlight int
 }
 
