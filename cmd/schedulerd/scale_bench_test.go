@@ -64,13 +64,14 @@ func BenchmarkScheduleScale(b *testing.B) {
 			leader = c.waitReady()
 			pid := c.procs[leader.id].Process.Pid
 			rss := rssKiB(pid, "VmRSS")
-			if n == 0 || emptyRSS == 0 {
+			if n == 0 {
 				emptyRSS = rss
 			}
 			b.ReportMetric(float64(rss)/1024, "rss-MiB")
 			b.ReportMetric(float64(rssKiB(pid, "RssAnon"))/1024, "anon-MiB")
 			b.ReportMetric(float64(rssKiB(pid, "RssFile"))/1024, "file-MiB")
-			if n > 0 {
+			// Per schedule only above a measured empty node (a 0 step).
+			if n > 0 && emptyRSS > 0 {
 				b.ReportMetric(float64(rss-emptyRSS)*1024/float64(n), "rss-B/schedule")
 			}
 			b.ReportMetric(c.heapInuse(leader)/(1<<20), "heap-MiB")
