@@ -238,6 +238,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	var last uint64
 	effects := make([]Effect, 0, len(logs))
 	err := f.db.Update(func(tx *bolt.Tx) error {
+		denseAppends(tx)
 		meta := tx.Bucket(bMeta)
 		applied := getUint(meta, kApplied)
 		last = applied
@@ -470,4 +471,23 @@ func addCount(tx *bolt.Tx, table []byte, delta int64) error {
 // Count returns the maintained row count of a table.
 func Count(tx *bolt.Tx, table []byte) uint64 {
 	return getUint(tx.Bucket(bCounts), table)
+}
+
+// appendFill is how full bbolt packs a page it splits in the buckets whose
+// keys grow with time (schedule ids are UUIDv7, the created index leads
+// with the creation time, so does the enabled index within enabled
+// schedules). With bbolt's default of one half, appending leaves every page
+// half empty, and the state file, its snapshots and the pages a node keeps
+// mapped grow with it (fsm/DESIGN.md).
+const appendFill = 0.9
+
+// denseAppends sets appendFill on those buckets for one write transaction
+// (bbolt keeps the setting on the bucket handle the transaction caches, not
+// in the file).
+func denseAppends(tx *bolt.Tx) {
+	for _, name := range [][]byte{BSchedules, BSchedulesByCreated, bSchedulesByEnabled} {
+		if b := tx.Bucket(name); b != nil {
+			b.FillPercent = appendFill
+		}
+	}
 }
