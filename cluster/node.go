@@ -375,6 +375,9 @@ func mapRaftError(err error) error {
 // CommitIndex is the raft commit index known to this node.
 func (n *Node) CommitIndex() uint64 { return n.raft.CommitIndex() }
 
+// AppliedIndex is the last raft index the local FSM has applied.
+func (n *Node) AppliedIndex() uint64 { return n.fsm.AppliedIndex() }
+
 // WaitForApplied blocks until the local FSM has applied idx.
 func (n *Node) WaitForApplied(ctx context.Context, idx uint64) error {
 	return n.fsm.WaitForIndex(ctx.Done(), idx)

@@ -183,19 +183,23 @@ func forwardedHeader(r *http.Request, nodeID string) http.Header {
 	return h
 }
 
-// relay writes the leader's answer to the client once this node has
-// applied the write too (read-your-writes on this node). A not-leader
-// refusal is not relayed: the caller retries it.
+// relay writes the leader's answer to the client. It does not wait for
+// this node to apply the write (the node learns the commit with the
+// leader's next append, up to the commit timeout later): it raises the
+// floor instead, which the node's next local read, or a refused
+// authentication, waits for (settle). A not-leader refusal is not relayed:
+// the caller retries it.
 func (s *Server) relay(w http.ResponseWriter, r *http.Request, addr string, status int, header http.Header, payload []byte) (bool, error) {
 	if isNotLeader(status, header) {
 		return false, fmt.Errorf("forward to %s: %w", addr, cluster.ErrNotLeader)
 	}
 	if idx, perr := strconv.ParseUint(header.Get(headerRaftIndex), 10, 64); perr == nil && idx > 0 {
-		wctx, wcancel := context.WithTimeout(r.Context(), 10*time.Second)
-		if werr := s.node.WaitForApplied(wctx, idx); werr != nil {
-			s.log.Warn("forwarded write applied on the leader but not yet here", "index", idx, "error", werr)
+		for {
+			cur := s.floor.Load()
+			if idx <= cur || s.floor.CompareAndSwap(cur, idx) {
+				break
+			}
 		}
-		wcancel()
 	}
 	h := w.Header()
 	for k, vs := range header {
@@ -208,6 +212,28 @@ func (s *Server) relay(w http.ResponseWriter, r *http.Request, addr string, stat
 	w.WriteHeader(status)
 	w.Write(payload)
 	return true, nil
+}
+
+// settleWait bounds how long a local read waits for the floor: a node cut
+// off from the leader serves what it has (as any stale follower does; its
+// /readyz says 503) rather than hanging every read.
+const settleWait = 2 * time.Second
+
+// settle waits until this node has applied every write it answered
+// (relay), so that whoever wrote through this node reads it here, and a
+// token or permission just granted through it is known here. It is a no-op
+// on a node that is caught up, and on the leader, which applies a write
+// before answering it.
+func (s *Server) settle(r *http.Request) {
+	floor := s.floor.Load()
+	if floor == 0 || s.node.AppliedIndex() >= floor {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), settleWait)
+	defer cancel()
+	if err := s.node.WaitForApplied(ctx, floor); err != nil && r.Context().Err() == nil {
+		s.log.Warn("serving a read before this node applied a write it answered", "index", floor, "error", err)
+	}
 }
 
 // isDialError: the connection was never established, so nothing was sent.

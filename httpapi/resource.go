@@ -38,21 +38,26 @@ func principalFrom(r *http.Request) *Principal {
 // handler serves the resource. authNone routes (probes, metrics, token-auth)
 // skip authentication entirely: a stale or malformed header from a load
 // balancer or a login form must not turn into a 401 there.
-func (res resource) handler(a Authenticator) http.Handler {
+//
+// settle makes this node catch up with the writes it has answered: before a
+// read (GET, HEAD), which is served from the local state, and before a
+// refusal, which may only mean that the token or the permission was granted
+// by a write this node answered but has not applied yet.
+func (res resource) handler(a Authenticator, settle func(*http.Request)) http.Handler {
 	allow := res.allowHeader()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if res.auth != authNone {
-			p, err := authenticate(r, a)
+			read := r.Method == http.MethodGet || r.Method == http.MethodHead
+			if read {
+				settle(r)
+			}
+			p, err := res.authorize(r, a)
+			if err != nil && !read {
+				settle(r)
+				p, err = res.authorize(r, a)
+			}
 			if err != nil {
 				writeError(w, err)
-				return
-			}
-			if p == nil {
-				writeError(w, errNotAuthenticated())
-				return
-			}
-			if res.auth == authAdmin && !p.IsAdmin {
-				writeError(w, errForbidden())
 				return
 			}
 			r = r.WithContext(context.WithValue(r.Context(), principalCtxKey{}, p))
@@ -78,6 +83,20 @@ func (res resource) handler(a Authenticator) http.Handler {
 		w.Header().Set("Allow", allow)
 		writeDetail(w, http.StatusMethodNotAllowed, fmt.Sprintf("Method \"%s\" not allowed.", r.Method))
 	})
+}
+
+// authorize authenticates the caller and checks the resource's level.
+func (res resource) authorize(r *http.Request, a Authenticator) (*Principal, error) {
+	p, err := authenticate(r, a)
+	switch {
+	case err != nil:
+		return nil, err
+	case p == nil:
+		return nil, errNotAuthenticated()
+	case res.auth == authAdmin && !p.IsAdmin:
+		return nil, errForbidden()
+	}
+	return p, nil
 }
 
 // allowHeader lists the methods the resource answers: its own, OPTIONS, and

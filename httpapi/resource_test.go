@@ -64,7 +64,7 @@ func TestResource(t *testing.T) {
 			r.Header.Set("Authorization", tc.authz)
 		}
 		rec := httptest.NewRecorder()
-		tc.res.handler(blocksAuth{}).ServeHTTP(rec, r)
+		tc.res.handler(blocksAuth{}, noSettle).ServeHTTP(rec, r)
 		blocksCheck(t, tc.name, rec, tc.status, tc.body)
 		if got := rec.Header().Get("Allow"); got != tc.allow {
 			t.Errorf("%s: Allow = %q, want %q", tc.name, got, tc.allow)
@@ -93,7 +93,7 @@ func TestResourceAllowOrder(t *testing.T) {
 	}
 	for _, tc := range tests {
 		rec := httptest.NewRecorder()
-		resource{auth: authNone, methods: tc.methods}.handler(nil).ServeHTTP(rec, httptest.NewRequest("TRACE", "/", nil))
+		resource{auth: authNone, methods: tc.methods}.handler(nil, noSettle).ServeHTTP(rec, httptest.NewRequest("TRACE", "/", nil))
 		if got := rec.Header().Get("Allow"); got != tc.want {
 			t.Errorf("methods %v: Allow = %q, want %q", blocksHandlerKeys(tc.methods), got, tc.want)
 		}
@@ -122,9 +122,9 @@ func blocksRouter() http.Handler {
 	get := func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"path": r.URL.Path, "raw": r.URL.EscapedPath(), "id": mux.Vars(r)["id"]})
 	}
-	rt.Handle("/api/v1/schedule/", resource{auth: authUser, methods: map[string]http.HandlerFunc{"GET": get}}.handler(blocksAuth{}))
-	rt.Handle("/api/v1/schedule/{id}/", resource{auth: authUser, methods: map[string]http.HandlerFunc{"GET": get}}.handler(blocksAuth{}))
-	rt.Handle("/healthz/", resource{methods: map[string]http.HandlerFunc{"GET": get}}.handler(blocksAuth{}))
+	rt.Handle("/api/v1/schedule/", resource{auth: authUser, methods: map[string]http.HandlerFunc{"GET": get}}.handler(blocksAuth{}, noSettle))
+	rt.Handle("/api/v1/schedule/{id}/", resource{auth: authUser, methods: map[string]http.HandlerFunc{"GET": get}}.handler(blocksAuth{}, noSettle))
+	rt.Handle("/healthz/", resource{methods: map[string]http.HandlerFunc{"GET": get}}.handler(blocksAuth{}, noSettle))
 	return withTrailingSlash(rt)
 }
 
@@ -203,4 +203,47 @@ func TestWithTrailingSlash(t *testing.T) {
 			t.Errorf("%q: caller's URL modified: %+v, want %+v", tc.target, *r.URL, before)
 		}
 	}
+}
+
+func noSettle(*http.Request) {}
+
+// TestSettleBeforeReadsAndRefusals: a read settles before authenticating; a
+// write settles only when refused, then authenticates again (the token may
+// come from a write this node answered but has not applied yet).
+func TestSettleBeforeReadsAndRefusals(t *testing.T) {
+	ok := func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }
+	for _, tc := range []struct {
+		method      string
+		knownAfter  int // the token is known from this settle on (0: always)
+		wantSettles int
+		wantStatus  int
+	}{
+		{"GET", 0, 1, http.StatusNoContent},
+		{"GET", 1, 1, http.StatusNoContent},
+		{"POST", 0, 0, http.StatusNoContent},
+		{"POST", 1, 1, http.StatusNoContent},
+		{"POST", 2, 1, http.StatusUnauthorized},
+	} {
+		settles := 0
+		a := &settlingAuth{known: func() bool { return settles >= tc.knownAfter }}
+		h := resource{auth: authUser, methods: map[string]http.HandlerFunc{"GET": ok, "POST": ok}}.handler(a, func(*http.Request) { settles++ })
+		r := httptest.NewRequest(tc.method, "/", nil)
+		r.Header.Set("Authorization", "Token abc")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if settles != tc.wantSettles || rec.Code != tc.wantStatus {
+			t.Errorf("%s, token known after %d settles: %d settles, status %d; want %d, %d",
+				tc.method, tc.knownAfter, settles, rec.Code, tc.wantSettles, tc.wantStatus)
+		}
+	}
+}
+
+// settlingAuth knows the token once known() says so.
+type settlingAuth struct {
+	blocksAuth
+	known func() bool
+}
+
+func (a *settlingAuth) TokenUser(string) (Principal, bool, error) {
+	return Principal{UserID: 1}, a.known(), nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -58,6 +59,10 @@ type Server struct {
 	batches *batcher
 	handler http.Handler
 	met     *metrics
+	// floor is the highest raft index of a forwarded write this node has
+	// answered: its local reads wait until it has applied that much
+	// (read-your-writes on this node, see settle).
+	floor atomic.Uint64
 }
 
 // New builds the router of a node.
@@ -112,7 +117,7 @@ func (s *Server) NewHTTPServer() *http.Server {
 
 func (s *Server) routes(rt *mux.Router) {
 	a := fsmAuth{s.node.FSM()}
-	handle := func(path string, res resource) { rt.Handle(path, s.met.instrument(path, res.handler(a))) }
+	handle := func(path string, res resource) { rt.Handle(path, s.met.instrument(path, res.handler(a, s.settle))) }
 
 	handle("/healthz/", resource{auth: authNone, methods: map[string]http.HandlerFunc{"GET": s.healthz}})
 	handle("/readyz/", resource{auth: authNone, methods: map[string]http.HandlerFunc{"GET": s.readyz}})
