@@ -175,7 +175,14 @@ func Open(cfg Config) (*Node, error) {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("raft config: %w", err)
 	}
-	n.raft, err = raft.NewRaft(rc, n.fsm, n.logStore, n.logStore, n.snaps, n.trans)
+	// Replication reads back the entries just written, once per follower:
+	// from memory rather than through a bolt read transaction per entry
+	// (GetLog was 6 % of the CPU of an in-process cluster under writes).
+	logs, err := raft.NewLogCache(logCacheEntries, n.logStore)
+	if err != nil {
+		return nil, fmt.Errorf("raft log cache: %w", err)
+	}
+	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.logStore, n.snaps, n.trans)
 	if err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
@@ -377,6 +384,11 @@ func (n *Node) CommitIndex() uint64 { return n.raft.CommitIndex() }
 
 // AppliedIndex is the last raft index the local FSM has applied.
 func (n *Node) AppliedIndex() uint64 { return n.fsm.AppliedIndex() }
+
+// logCacheEntries: how many of the newest raft entries are kept in memory
+// for replication (about one raft batch per follower in flight, many times
+// over).
+const logCacheEntries = 1024
 
 // WaitForApplied blocks until the local FSM has applied idx.
 func (n *Node) WaitForApplied(ctx context.Context, idx uint64) error {
