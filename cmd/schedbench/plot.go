@@ -81,7 +81,6 @@ func rateUnit(r Result) (string, bool) {
 // (raw, leader, follower, ...), with min–max error bars over the repeats,
 // and the floor of another benchmark when the workload has one.
 func throughputPlot(group string, rs, floor []Result, dir string) (string, error) {
-	type pt struct{ x, y, lo, hi float64 }
 	series := map[string][]pt{}
 	var names []string
 	xlabel, ylabel := "writers", "writes/s"
@@ -126,13 +125,7 @@ func throughputPlot(group string, rs, floor []Result, dir string) (string, error
 	p.Legend.Left = true
 	for i, name := range names {
 		ps := series[name]
-		sort.Slice(ps, func(a, b int) bool { return ps[a].x < ps[b].x })
-		xys := make(plotter.XYs, len(ps))
-		errs := make(plotter.YErrors, len(ps))
-		for j, q := range ps {
-			xys[j] = plotter.XY{X: q.x, Y: q.y}
-			errs[j] = struct{ Low, High float64 }{q.y - q.lo, q.hi - q.y}
-		}
+		xys, errs := medianSeries(ps)
 		if err := addSeries(p, i, name, xys, errs); err != nil {
 			return "", err
 		}
@@ -286,7 +279,6 @@ var (
 // one line each (median, min–max), for a benchmark with a schedules=N
 // series.
 func scalePlot(group string, rs []Result, what, ylabel string, units []string, dir string) (string, error) {
-	type pt struct{ x, y, lo, hi float64 }
 	series := map[string][]pt{}
 	for _, r := range rs {
 		m := scaleParam.FindStringSubmatch(r.Name)
@@ -319,13 +311,7 @@ func scalePlot(group string, rs []Result, what, ylabel string, units []string, d
 		if len(ps) == 0 {
 			continue
 		}
-		sort.Slice(ps, func(a, b int) bool { return ps[a].x < ps[b].x })
-		xys := make(plotter.XYs, len(ps))
-		errs := make(plotter.YErrors, len(ps))
-		for j, q := range ps {
-			xys[j] = plotter.XY{X: q.x, Y: q.y}
-			errs[j] = struct{ Low, High float64 }{q.y - q.lo, q.hi - q.y}
-		}
+		xys, errs := medianSeries(ps)
 		if err := addSeries(p, i, u, xys, errs); err != nil {
 			return "", err
 		}
@@ -357,4 +343,20 @@ func addSeries(p *plot.Plot, i int, name string, xys plotter.XYs, errs plotter.Y
 	p.Add(l, pts, eb)
 	p.Legend.Add(name, l, pts)
 	return nil
+}
+
+// pt is one point of a series: the median y at x with its min–max spread.
+type pt struct{ x, y, lo, hi float64 }
+
+// medianSeries sorts ps by x and returns its medians and their spread as
+// error bars.
+func medianSeries(ps []pt) (plotter.XYs, plotter.YErrors) {
+	sort.Slice(ps, func(a, b int) bool { return ps[a].x < ps[b].x })
+	xys := make(plotter.XYs, len(ps))
+	errs := make(plotter.YErrors, len(ps))
+	for j, q := range ps {
+		xys[j] = plotter.XY{X: q.x, Y: q.y}
+		errs[j] = struct{ Low, High float64 }{q.y - q.lo, q.hi - q.y}
+	}
+	return xys, errs
 }
