@@ -32,14 +32,7 @@ var plotFloors = map[string]struct{ group, path string }{
 // and skipped: plots are an extra, the tables are the report.
 func drawPlots(rep Report, dir string) []string {
 	var files []string
-	var groups []string
-	byGroup := map[string][]Result{}
-	for _, r := range rep.Results {
-		if _, ok := byGroup[r.Group]; !ok {
-			groups = append(groups, r.Group)
-		}
-		byGroup[r.Group] = append(byGroup[r.Group], r)
-	}
+	groups, byGroup := groupResults(rep.Results)
 	for _, g := range groups {
 		var floor []Result
 		if f, ok := plotFloors[g]; ok {

@@ -243,14 +243,7 @@ func Markdown(rep Report) string {
 	b.WriteString("\n")
 
 	// One table per workload: rows are sub-benchmarks, columns the units.
-	var groups []string
-	byGroup := map[string][]Result{}
-	for _, r := range rep.Results {
-		if _, ok := byGroup[r.Group]; !ok {
-			groups = append(groups, r.Group)
-		}
-		byGroup[r.Group] = append(byGroup[r.Group], r)
-	}
+	groups, byGroup := groupResults(rep.Results)
 	for _, g := range groups {
 		rs := byGroup[g]
 		var units []string
@@ -312,4 +305,18 @@ func allZero(rs []Result, u string) bool {
 		}
 	}
 	return true
+}
+
+// groupResults splits results by workload, the workloads in the order they
+// ran.
+func groupResults(results []Result) ([]string, map[string][]Result) {
+	var groups []string
+	byGroup := map[string][]Result{}
+	for _, r := range results {
+		if _, ok := byGroup[r.Group]; !ok {
+			groups = append(groups, r.Group)
+		}
+		byGroup[r.Group] = append(byGroup[r.Group], r)
+	}
+	return groups, byGroup
 }
